@@ -1,0 +1,162 @@
+"""The app factory and its lifespan: the only place clients are created and closed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from httpx_aiohttp import AiohttpTransport
+from pydantic import SecretStr
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from .config import Settings, config_problems, generate_key
+from .cookies import Cookies
+from .cors import BrowserGuard, HttpsOnly
+from .crypto import Cipher
+from .deps import Services
+from .errors import BffError, problem_for, problem_response
+from .flow import LoginFlow
+from .pages import Pages
+from .proxy import ApiProxy
+from .redis import create_redis
+from .routes import api, auth, ops
+from .sessions import SessionAuth
+from .stores import Clock, HandoffStore, SessionStore, StateStore
+from .telenor import Telenor
+
+log = logging.getLogger("line_auth_bff")
+
+
+class ConfigError(Exception):
+    """The configuration has fatal problems; `check-config` lists them."""
+
+
+def prepared(settings: Settings) -> Settings:
+    """Settings ready to run: development gets generated keys; fatal problems refuse to start."""
+    if settings.env == "development" and not settings.session_keys:
+        settings = settings.model_copy(update={"session_keys": SecretStr(generate_key())})
+    fatal = [p.message for p in config_problems(settings) if p.fatal]
+    if fatal:
+        raise ConfigError("; ".join(fatal))
+    return settings
+
+
+def _http_client(timeout: float, max_connections: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return httpx.AsyncClient(
+        transport=AiohttpTransport(limits=limits),
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+        limits=limits,
+        follow_redirects=False,
+    )
+
+
+def _is_page(request: Request) -> bool:
+    """Browser-flow routes answer with the error page; everything else with problem+json."""
+    parts = request.url.path.split("/")
+    return request.method in ("GET", "HEAD") and len(parts) >= 3 and parts[1] == "auth"
+
+
+def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
+    """The BFF as an ASGI app. Nothing here touches the network until the lifespan starts."""
+    settings = prepared(settings)
+    cookies = Cookies(settings)
+    pages = Pages()
+    cipher = Cipher(settings.keys())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        redis = create_redis(settings)
+        timeout = settings.telenor.timeout_seconds
+        oauth_http = _http_client(timeout, 50)
+        api_http = _http_client(timeout, 200)
+        try:
+            telenor = Telenor(settings.telenor, oauth_http, api_http)
+            prefix = settings.redis_key_prefix
+            sessions = SessionStore(redis, prefix, cipher, settings.session_max_seconds, clock)
+            handoffs = HandoffStore(redis, prefix, cipher, settings.handoff_ttl_seconds)
+            states = StateStore(redis, prefix, settings.state_ttl_seconds, clock)
+            flow = LoginFlow(settings, states, sessions, handoffs, telenor, clock)
+            session_auth = SessionAuth(
+                sessions,
+                handoffs,
+                telenor,
+                cookies,
+                settings.refresh_skew_seconds,
+                timeout + 1.0,
+                clock,
+            )
+            services = Services(
+                settings=settings,
+                redis=redis,
+                cookies=cookies,
+                flow=flow,
+                auth=session_auth,
+                proxy=ApiProxy(settings, telenor, session_auth),
+                pages=pages,
+                clock=clock,
+            )
+            yield {"services": services}
+        finally:
+            await api_http.aclose()
+            await oauth_http.aclose()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="Line Auth BFF",
+        version="0.1.0",
+        description=(
+            "Backend-for-frontend for Telenor Norway's line-authenticated OAuth and the Mobile "
+            "User Info / Mobile Device Info APIs. Browsers get an HttpOnly cookie, mobile apps an "
+            "opaque bearer session token; neither ever sees Telenor's tokens."
+        ),
+        lifespan=lifespan,
+    )
+    app.include_router(auth.router)
+    app.include_router(api.router)
+    app.include_router(ops.router)
+
+    @app.exception_handler(BffError)
+    async def on_bff_error(request: Request, exc: BffError) -> Response:
+        if _is_page(request):
+            return pages.error(request, exc)
+        return problem_for(exc)
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(request: Request, exc: HTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        if _is_page(request) and exc.status_code == 404:
+            return pages.error(request, BffError("not_found"))
+        headers = dict(exc.headers or {})
+        return problem_response(code, status=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
+        # Field locations and messages only: never echo the submitted values (they may be codes).
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
+            for err in exc.errors()[:5]
+        )
+        return problem_response("invalid_request", detail[:500])
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error", extra={"error_type": type(exc).__name__})
+        return problem_response("internal", "Something went wrong on our side.")
+
+    # add_middleware wraps outward: the last added runs first.
+    app.add_middleware(BrowserGuard, settings=settings, cookies=cookies)
+    app.add_middleware(HttpsOnly, settings=settings)
+    # X-Forwarded-For/-Proto are believed only from BFF_TRUSTED_PROXIES.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    return app
+

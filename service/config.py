@@ -1,0 +1,359 @@
+"""Settings: the only module that reads the environment (DESIGN §4)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+APP_ID = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+DEFAULT_UPSTREAM_PATHS = ("user-info/v1/users", "mobile-device-info/v1/device")
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of a URL, lower-cased, default ports dropped."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    netloc = host if port is None or port == default else f"{host}:{port}"
+    if ":" in host:  # IPv6 literal
+        netloc = f"[{host}]" if port is None or port == default else f"[{host}]:{port}"
+    return f"{parts.scheme.lower()}://{netloc}"
+
+
+def site_of(url: str) -> str:
+    """A cheap registrable-domain guess (last two labels) used to warn about third-party cookies."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host.replace(".", "").isdigit() or ":" in host or host == "localhost":
+        return host
+    return ".".join(host.split(".")[-2:])
+
+
+class AppConfig(BaseModel):
+    """One Telenor client the BFF serves (`BFF_APPS__{ID}__…`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str
+    client_secret: SecretStr
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    return_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    scope: str | None = None
+    display_name: str | None = None
+    upstream_paths: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_UPSTREAM_PATHS)
+    )
+    pkce: bool = True
+    send_redirect_uri: bool = True
+    send_response_type: bool = True
+
+    _split = field_validator("allowed_origins", "return_urls", "upstream_paths", mode="before")(
+        _split_list
+    )
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*" or origin_of(origin) != origin.rstrip("/").lower():
+                raise ValueError(
+                    f"allowed origin {origin!r} must be exactly scheme://host[:port], no path, no '*'"
+                )
+        return [origin.rstrip("/").lower() for origin in value]
+
+    @field_validator("upstream_paths")
+    @classmethod
+    def _paths_are_relative(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not re.fullmatch(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*", path) or ".." in path:
+                raise ValueError(f"upstream path {path!r} must be a plain relative path like a/v1/b")
+        return value
+
+
+class TelenorSettings(BaseModel):
+    """Telenor's endpoints (`BFF_TELENOR__…`); each URL defaults from `base_url`."""
+
+    base_url: str = "https://api.telenor.no"
+    authorize_url: str | None = None
+    token_url: str | None = None
+    logout_url: str | None = None
+    api_url: str | None = None
+    timeout_seconds: float = 10.0
+    logout_timeout_seconds: float = 2.0
+
+    @property
+    def authorize(self) -> str:
+        return self.authorize_url or f"{self.base_url.rstrip('/')}/oauth/v2/authorize"
+
+    @property
+    def token(self) -> str:
+        return self.token_url or f"{self.base_url.rstrip('/')}/oauth/v2/token"
+
+    @property
+    def logout(self) -> str:
+        return self.logout_url or f"{self.base_url.rstrip('/')}/oauth/v2/logout"
+
+    @property
+    def api(self) -> str:
+        return (self.api_url or self.base_url).rstrip("/")
+
+
+class SandboxClient(BaseModel):
+    """A client registered at the sandbox in addition to (or instead of) the BFF's own apps."""
+
+    client_id: str
+    client_secret: SecretStr
+    callback_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    display_name: str | None = None
+
+    _split = field_validator("callback_urls", mode="before")(_split_list)
+
+
+class SandboxSettings(BaseModel):
+    """Knobs of the Telenor sandbox (`BFF_SANDBOX__…`)."""
+
+    clients: dict[str, SandboxClient] = Field(default_factory=dict)
+    token_lifetime_seconds: int = 3599
+    refresh_tokens: bool = False
+    code_ttl_seconds: int = 60
+    ussd_timeout_seconds: int = 120
+    hang_seconds: float = 30.0
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. Passed into `create_app`, never read at import."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BFF_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    env: Literal["production", "development"] = "production"
+    public_url: str = "http://localhost:8000"
+    network_auth_url: str | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = False
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    redis_sentinel_service: str = "mymaster"
+    redis_key_prefix: str = "bff:"
+    redis_timeout_seconds: float = 1.0
+    session_keys: SecretStr | None = None
+    telenor: TelenorSettings = Field(default_factory=TelenorSettings)
+    state_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+    handoff_ttl_seconds: int = Field(default=60, ge=5, le=600)
+    session_max_seconds: int = Field(default=28800, ge=60)
+    refresh_skew_seconds: int = Field(default=60, ge=0)
+    apps: dict[str, AppConfig] = Field(default_factory=dict)
+    apps_file: Path | None = None
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"]
+    )
+    rate_limit_logins_per_minute: int = Field(default=30, ge=0)
+    rate_limit_api_per_minute: int = Field(default=600, ge=0)
+    log_format: Literal["json", "human"] = "json"
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+
+    _split = field_validator("redis_sentinels", "trusted_proxies", mode="before")(_split_list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_apps_file(cls, data: Any) -> Any:
+        """Apps from `BFF_APPS_FILE` (TOML, `[apps.<id>]` tables) under env values: env wins."""
+        if not isinstance(data, dict):
+            return data
+        path = data.get("apps_file")
+        if not path:
+            return data
+        try:
+            with open(path, "rb") as fh:
+                document = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"BFF_APPS_FILE {path}: {exc}") from exc
+        merged: dict[str, dict[str, Any]] = {
+            str(app).lower(): dict(fields) for app, fields in document.get("apps", {}).items()
+        }
+        for app, fields in (data.get("apps") or {}).items():
+            merged.setdefault(str(app).lower(), {}).update(fields)
+        return {**data, "apps": merged}
+
+    @field_validator("apps")
+    @classmethod
+    def _app_ids(cls, apps: dict[str, AppConfig]) -> dict[str, AppConfig]:
+        for app_id in apps:
+            if not APP_ID.match(app_id):
+                raise ValueError(
+                    f"app id {app_id!r} must match ^[a-z][a-z0-9_]{{0,31}}$ "
+                    "(lower-case letter first, then letters, digits or _)"
+                )
+        seen: dict[str, str] = {}
+        for app_id, app in apps.items():
+            if app.client_id in seen:
+                raise ValueError(
+                    f"apps {seen[app.client_id]!r} and {app_id!r} share client id; "
+                    "each app needs its own Telenor client"
+                )
+            seen[app.client_id] = app_id
+        return apps
+
+    @field_validator("public_url", "network_auth_url")
+    @classmethod
+    def _origin_only(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.rstrip("/")
+        if urlsplit(value).scheme not in ("http", "https") or origin_of(value) != value.lower():
+            raise ValueError(f"{value!r} must be an origin like https://bff.example.no (no path)")
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def https(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    def callback_url(self, app: str) -> str:
+        return f"{self.public_url}/auth/{app}/callback"
+
+    def keys(self) -> list[bytes]:
+        """The session encryption keys, first one encrypting (validated in `config_problems`)."""
+        return _parse_keys(self.session_keys)
+
+
+def _parse_keys(raw: SecretStr | None) -> list[bytes]:
+    if raw is None:
+        return []
+    keys = []
+    for part in raw.get_secret_value().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            key = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except (binascii.Error, ValueError):
+            key = b""
+        keys.append(key)
+    return keys
+
+
+def generate_key() -> str:
+    """A fresh base64url 32-byte session key."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of `check-config`; fatal ones stop the service from starting."""
+
+    message: str
+    fatal: bool
+
+
+def config_problems(s: Settings) -> list[Problem]:
+    """Every problem with a configuration, with a message a person can act on. Never prints secrets."""
+    out: list[Problem] = []
+
+    def fatal(msg: str) -> None:
+        out.append(Problem(msg, True))
+
+    def warn(msg: str) -> None:
+        out.append(Problem(msg, False))
+
+    prod = s.is_production
+    if prod and not s.https:
+        fatal(f"BFF_PUBLIC_URL {s.public_url} is http; production needs https")
+    if s.network_auth_url:
+        if not s.network_auth_url.startswith("http://"):
+            warn("BFF_NETWORK_AUTH_URL should be plain http (network authentication needs http)")
+        if urlsplit(s.network_auth_url).hostname != urlsplit(s.public_url).hostname:
+            warn(
+                "BFF_NETWORK_AUTH_URL has another host than BFF_PUBLIC_URL: the login-binding "
+                "cookie set on it will not reach the callback"
+            )
+    raw_keys = s.session_keys.get_secret_value() if s.session_keys else ""
+    if not raw_keys.strip():
+        if prod:
+            fatal(
+                "BFF_SESSION_KEYS is missing: set one or more base64url 32-byte keys "
+                "(line-auth-bff check-config --generate-key prints one)"
+            )
+    else:
+        for i, key in enumerate(_parse_keys(s.session_keys), start=1):
+            if len(key) != 32:
+                fatal(f"BFF_SESSION_KEYS key #{i} is not base64url for exactly 32 bytes")
+            elif len(set(key)) < 8:
+                fatal(f"BFF_SESSION_KEYS key #{i} is weak (too few distinct bytes)")
+    if not s.apps:
+        warn("no apps configured: set BFF_APPS__<ID>__CLIENT_ID and friends")
+    if s.redis_sentinels and s.redis_cluster:
+        fatal("BFF_REDIS_CLUSTER and BFF_REDIS_SENTINELS are exclusive")
+    if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        fatal("BFF_REDIS_URL must start with redis://, rediss:// or unix://")
+    for app_id, app in s.apps.items():
+        prefix = f"app {app_id}:"
+        if not app.client_secret.get_secret_value():
+            fatal(f"{prefix} client secret is missing (BFF_APPS__{app_id.upper()}__CLIENT_SECRET)")
+        if not app.client_id:
+            fatal(f"{prefix} client id is missing")
+        if not app.return_urls:
+            warn(f"{prefix} no return_urls: no login can finish")
+        for url in app.return_urls:
+            parts = urlsplit(url)
+            if parts.scheme in ("http", "https"):
+                if origin_of(url) not in app.allowed_origins and origin_of(url) != s.public_url:
+                    fatal(
+                        f"{prefix} return URL {url} is outside allowed_origins "
+                        f"{app.allowed_origins}"
+                    )
+                if prod and parts.scheme == "http":
+                    fatal(f"{prefix} return URL {url} is http in production")
+            elif not re.fullmatch(r"[a-z][a-z0-9+.-]*", parts.scheme) or parts.scheme in (
+                "javascript",
+                "data",
+                "file",
+                "vbscript",
+                "blob",
+            ):
+                fatal(f"{prefix} return URL {url!r} has no usable scheme")
+        for origin in app.allowed_origins:
+            if prod and origin.startswith("http://"):
+                fatal(f"{prefix} allowed origin {origin} is http in production")
+            if site_of(origin) != site_of(s.public_url):
+                warn(
+                    f"{prefix} origin {origin} is on another site than {s.public_url}: browsers "
+                    "block third-party cookies, so cookie mode will not work from it "
+                    "(use handoff mode, or serve the BFF under the same site)"
+                )
+        if not app.pkce:
+            warn(f"{prefix} PKCE is off (RFC 9700 §2.1.1 recommends it)")
+    if prod and s.trusted_proxies == ["127.0.0.1", "::1"]:
+        warn(
+            "BFF_TRUSTED_PROXIES is loopback only: behind a load balancer, list its addresses "
+            "or client IPs and https detection will be wrong"
+        )
+    return out

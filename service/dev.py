@@ -1,0 +1,81 @@
+"""`line-auth-bff dev`: BFF + sandbox + demo app on loopback with zero configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+import uvicorn
+
+from .app import create_app
+from .config import Settings
+from .embedded import EmbeddedRedis
+from .sandbox import Sandbox
+
+DEMO_CLIENT_ID = "demo-client"
+DEMO_SECRET = "demo-secret-not-for-production"  # noqa: S105  (the sandbox's demo client)
+
+
+def dev_settings(port: int, redis_url: str | None, host: str = "localhost") -> Settings:
+    """Development settings: the demo app, the sandbox on port+1; the environment may add more."""
+    public = f"http://{host}:{port}"
+    overrides: dict[str, object] = {
+        "env": "development",
+        "public_url": public,
+        "log_format": "human",
+        "telenor": {"base_url": f"http://{host}:{port + 1}"},
+    }
+    if redis_url:
+        overrides["redis_url"] = redis_url
+    settings = Settings(**overrides)  # type: ignore[arg-type]  # pydantic coerces the dicts
+    if "demo" not in settings.apps:
+        apps = dict(settings.apps)
+        apps["demo"] = Settings.model_validate(
+            {
+                "env": "development",
+                "apps": {
+                    "demo": {
+                        "client_id": DEMO_CLIENT_ID,
+                        "client_secret": DEMO_SECRET,
+                        "display_name": "Demo-appen",
+                        "allowed_origins": [public],
+                        "return_urls": [f"{public}/demo", "lineauthdemo://auth"],
+                    }
+                },
+            }
+        ).apps["demo"]
+        settings = settings.model_copy(update={"apps": apps})
+    return settings
+
+
+async def run_dev(port: int, host: str = "127.0.0.1") -> int:
+    redis: EmbeddedRedis | None = None
+    redis_url = os.environ.get("BFF_REDIS_URL")
+    if not redis_url:
+        redis = EmbeddedRedis().start()
+        redis_url = redis.url
+    try:
+        settings = dev_settings(port, redis_url)
+        sandbox = Sandbox(settings)
+        servers = [
+            uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
+                                          log_level="warning", proxy_headers=False)),
+            uvicorn.Server(uvicorn.Config(sandbox.app, host=host, port=port + 1,
+                                          log_level="warning")),
+        ]  # fmt: skip
+        print(
+            f"Line Auth BFF (development)\n"
+            f"  demo page      {settings.public_url}/demo\n"
+            f"  BFF            {settings.public_url}  (API docs: {settings.public_url}/docs)\n"
+            f"  Telenor sandbox http://localhost:{port + 1}/\n"
+            f"  Redis          {'embedded ' if redis else ''}{redis_url}\n"
+            f"Ctrl-C stops everything.",
+            flush=True,
+        )
+        with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+            await asyncio.gather(*(s.serve() for s in servers))
+    finally:
+        if redis is not None:
+            redis.close()
+    return 0

@@ -1,0 +1,106 @@
+"""One error model: domain errors carry a code, a status and safe text (STYLE habit 5).
+
+`problem_response` renders them as RFC 9457 problem+json for the API; `pages.error_page` renders
+the same errors as the bilingual page for browser flows. Nothing here ever includes a secret.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from starlette.responses import Response
+
+PROBLEM_TYPE = "urn:line-auth-bff:problem:"
+
+# code -> (HTTP status, title). The code is also what `?error=` carries back to an app.
+CATALOG: dict[str, tuple[int, str]] = {
+    "bad_request": (400, "Bad request"),
+    "invalid_request": (422, "The request is not valid"),
+    "not_found": (404, "Not found"),
+    "method_not_allowed": (405, "Method not allowed"),
+    "unknown_app": (404, "Unknown app"),
+    "bad_return_to": (400, "return_to is not allowed for this app"),
+    "challenge_required": (400, "Handoff mode needs an S256 code_challenge"),
+    "not_authenticated": (401, "Not signed in"),
+    "session_expired": (401, "The session has ended"),
+    "csrf_header_missing": (401, "The X-CSRF: 1 header is required with a session cookie"),
+    "origin_not_allowed": (403, "This origin may not call this app"),
+    "https_required": (403, "This endpoint is only served over https"),
+    "path_not_allowed": (404, "This Telenor API path is not on the app's allow-list"),
+    "handoff_invalid": (400, "The handoff code is unknown, expired, used or does not match"),
+    "rate_limited": (429, "Too many requests"),
+    "upstream_rate_limited": (429, "Telenor is rate limiting this app"),
+    "upstream_error": (502, "Telenor answered with an error"),
+    "upstream_unreachable": (502, "Telenor could not be reached"),
+    "upstream_timeout": (504, "Telenor did not answer in time"),
+    "store_unavailable": (503, "The session store is unavailable"),
+    "not_ready": (503, "A dependency is not answering"),
+    "internal": (500, "Internal error"),
+    # Browser-flow outcomes (rendered as pages; listed so their statuses live in one place).
+    "access_denied": (403, "You declined"),
+    "telenor_error": (400, "Telenor reported an error"),
+    "login_expired": (400, "The login expired or was already used"),
+    "wrong_app": (400, "The login belongs to another app"),
+    "wrong_browser": (400, "The login was started in another browser"),
+    "telenor_unavailable": (502, "Telenor is not answering"),
+    "token_rejected": (502, "Telenor did not accept the login"),
+    "bad_callback": (400, "The answer from Telenor was incomplete"),
+}
+
+
+@dataclass(frozen=True)
+class Flow:
+    """What an error page needs to know about the login it interrupts."""
+
+    app: str
+    display_name: str
+    return_to: str | None = None
+    mode: str = "cookie"
+    code_challenge: str | None = None
+
+
+@dataclass
+class BffError(Exception):
+    """A failure with a code from `CATALOG` and text that is safe to show anyone."""
+
+    code: str
+    detail: str | None = None
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    flow: Flow | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.code)
+        if self.status is None:
+            self.status = CATALOG.get(self.code, (500, ""))[0]
+
+    @property
+    def title(self) -> str:
+        return CATALOG.get(self.code, (500, "Error"))[1]
+
+
+def problem_response(
+    code: str,
+    detail: str | None = None,
+    status: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An RFC 9457 problem+json response for `code`."""
+    default_status, title = CATALOG.get(code, (500, "Error"))
+    status = status or default_status
+    body = {"type": PROBLEM_TYPE + code, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    out_headers = {"Cache-Control": "no-store"}
+    out_headers.update(headers or {})
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type="application/problem+json",
+        headers=out_headers,
+    )
+
+
+def problem_for(error: BffError) -> Response:
+    return problem_response(error.code, error.detail, error.status, error.headers)

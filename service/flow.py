@@ -1,0 +1,183 @@
+"""The browser login: start (state + authorize URL) and finish (callback) — DESIGN §3, §5, §7.
+
+Order on the callback follows RFC 9700 §4.7: the state is consumed and checked against the app
+and the login-binding cookie *before* the code is redeemed, so a forged or replayed callback
+never reaches Telenor's token endpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+from .config import AppConfig, Settings
+from .crypto import digest, new_token, pkce_challenge
+from .errors import BffError, Flow
+from .return_urls import ReturnUrlPolicy, with_query
+from .stores import (
+    Clock,
+    Handoff,
+    HandoffStore,
+    LoginState,
+    SessionStore,
+    StateStore,
+)
+from .telenor import Telenor, TokenError
+
+_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_BINDING = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
+MODES = ("cookie", "handoff")
+
+
+@dataclass(frozen=True)
+class Started:
+    authorization_url: str
+    binding: str  # cookie value to (re)set
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    redirect_to: str
+    mode: str
+    session_id: str | None = None  # cookie mode only
+    max_age: int = 0
+
+
+class LoginFlow:
+    """Starts and finishes logins for every configured app."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        states: StateStore,
+        sessions: SessionStore,
+        handoffs: HandoffStore,
+        telenor: Telenor,
+        clock: Clock,
+    ) -> None:
+        self._settings = settings
+        self._states = states
+        self._sessions = sessions
+        self._handoffs = handoffs
+        self._telenor = telenor
+        self._clock = clock
+        self._policies = {a: ReturnUrlPolicy(cfg) for a, cfg in settings.apps.items()}
+
+    def app(self, app_id: str) -> AppConfig:
+        cfg = self._settings.apps.get(app_id)
+        if cfg is None:
+            raise BffError("unknown_app", f"No app called {app_id[:40]!r} is configured.")
+        return cfg
+
+    def flow(self, app_id: str, return_to: str | None = None, mode: str = "cookie",
+             challenge: str | None = None) -> Flow:  # fmt: skip
+        cfg = self.app(app_id)
+        return Flow(app_id, cfg.display_name or app_id, return_to, mode, challenge)
+
+    async def start(
+        self,
+        app_id: str,
+        return_to: str | None,
+        mode: str | None,
+        code_challenge: str | None,
+        code_challenge_method: str | None,
+        bindings: list[str],
+    ) -> Started:
+        """A fresh single-use state and the Telenor authorize URL for it."""
+        cfg = self.app(app_id)
+        mode = mode or "cookie"
+        checked = self._policies[app_id].check(return_to)
+        base = self.flow(app_id)
+        if mode not in MODES:
+            raise BffError("bad_request", "mode must be cookie or handoff", flow=base)
+        if checked is None:
+            raise BffError("bad_return_to", "return_to is not one of the app's return URLs.",
+                           flow=base)  # fmt: skip
+        if mode == "handoff" and not (
+            code_challenge
+            and _CHALLENGE.match(code_challenge)
+            and code_challenge_method == "S256"
+        ):
+            raise BffError(
+                "challenge_required",
+                "Handoff mode needs code_challenge (43 base64url characters) with "
+                "code_challenge_method=S256.",
+                flow=base,
+            )
+        binding = next((b for b in bindings if _BINDING.match(b)), None) or new_token(32)
+        verifier = new_token(48) if cfg.pkce else None
+        record = LoginState(
+            app=app_id,
+            return_to=checked,
+            mode=mode,
+            binding=digest(binding),
+            verifier=verifier,
+            client_challenge=code_challenge if mode == "handoff" else None,
+            created_at=self._clock(),
+        )
+        state = await self._states.issue(record)
+        url = self._telenor.authorize_url(
+            cfg,
+            state,
+            self._settings.callback_url(app_id),
+            pkce_challenge(verifier) if verifier else None,
+        )
+        return Started(url, binding, record.created_at + self._settings.state_ttl_seconds)
+
+    async def telenor_logout(self, access_token: str) -> None:
+        """Best-effort logout at Telenor (DESIGN §1: optional, never blocks ours)."""
+        await self._telenor.logout(access_token)
+
+    async def finish(
+        self, app_id: str, params: Mapping[str, str], bindings: list[str]
+    ) -> Finished:
+        """Validate the callback, redeem the code, create the session; raise BffError otherwise."""
+        cfg = self.app(app_id)
+        state = await self._states.consume(params.get("state", ""))
+        error = params.get("error")
+        flow = (
+            self.flow(app_id, state.return_to, state.mode, state.client_challenge)
+            if state is not None and state.app == app_id
+            else self.flow(app_id)
+        )
+        if error:
+            # Telenor's documented denial; other RFC 6749 §4.1.2.1 codes get the generic page.
+            code = "access_denied" if error == "access_denied" else "telenor_error"
+            raise BffError(code, _safe(params.get("error_description")), flow=flow)
+        if state is None:
+            raise BffError("login_expired", flow=flow)
+        if state.app != app_id:
+            raise BffError("wrong_app", flow=flow)
+        if not any(digest(b) == state.binding for b in bindings):
+            raise BffError("wrong_browser", flow=flow)
+        code = params.get("code")
+        if not code or len(code) > 512:
+            raise BffError("bad_callback", flow=flow)
+        try:
+            tokens = await self._telenor.exchange_code(
+                cfg, code, self._settings.callback_url(app_id), state.verifier
+            )
+        except TokenError as exc:
+            raise BffError("token_rejected", f"Token endpoint said {exc.error}.", flow=flow) from None
+        except BffError as exc:
+            raise BffError("telenor_unavailable", status=exc.status, flow=flow) from None
+        session = self._sessions.new(
+            app_id, tokens.access_token, tokens.expires_in, tokens.refresh_token
+        )
+        if state.mode == "handoff":
+            assert state.client_challenge is not None
+            handoff = await self._handoffs.issue(
+                Handoff(app_id, state.client_challenge, asdict(session))
+            )
+            return Finished(with_query(state.return_to, handoff=handoff), "handoff")
+        session_id, ttl = await self._sessions.create(session)
+        return Finished(state.return_to, "cookie", session_id, ttl)
+
+
+def _safe(text: str | None) -> str | None:
+    """An upstream description, trimmed to printable ASCII for a page or a log line."""
+    if not text:
+        return None
+    return "".join(ch for ch in text[:200] if 32 <= ord(ch) < 127) or None

@@ -1,0 +1,100 @@
+"""Request and response models of the JSON API (what the OpenAPI spec shows)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StartRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    return_to: str = Field(max_length=2048)
+    mode: Literal["cookie", "handoff"] = "cookie"
+    code_challenge: str | None = Field(default=None, max_length=128)
+    code_challenge_method: Literal["S256"] | None = None
+
+
+class StartResponse(BaseModel):
+    authorization_url: str
+    expires_at: str = Field(description="ISO 8601 UTC time the login must finish by")
+
+
+class SessionStatus(BaseModel):
+    authenticated: bool
+    expires_at: str | None = None
+    expires_in: int | None = None
+    login_url: str | None = None
+
+
+class HandoffRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    handoff_code: str = Field(min_length=1, max_length=128)
+    code_verifier: str = Field(min_length=1, max_length=128)
+
+
+class HandoffResponse(BaseModel):
+    session_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+
+
+class Name(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    givenName: str | None = None
+    middleName: str | None = None
+    familyName: str | None = None
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    streetName: str | None = None
+    houseNumber: str | None = None
+    houseLetter: str | None = None
+    postalCode: str | None = None
+    postalPlace: str | None = None
+    countryCode: str | None = None
+
+
+class UserInfo(BaseModel):
+    """Telenor Mobile User Info (`GET /user-info/v1/users`); unknown fields are passed through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    mobileNumber: str | None = None
+    name: Name | None = None
+    address: Address | None = None
+    birthDate: str | None = Field(default=None, description="ISO 8601 date")
+    emailAddress: str | None = None
+
+
+class Capabilities(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    hdVoice: bool | None = None
+    lte: bool | None = None
+    lteAdvanced: bool | None = None
+
+
+class DeviceInfo(BaseModel):
+    """Telenor Mobile Device Info (`GET /mobile-device-info/v1/device`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    manufacturer: str | None = None
+    tac: str | None = None
+    capabilities: Capabilities | None = None

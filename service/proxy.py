@@ -1,0 +1,73 @@
+"""The Telenor API proxy: allow-listed paths, header hygiene, upstream failures mapped (DESIGN §3).
+
+The upstream URL is `{telenor_api}/{path}` where `path` must equal an entry of the app's
+`upstream_paths` exactly; the request contributes nothing else to the URL (no query, no host),
+so encoded traversal and host tricks have nothing to bend.
+"""
+
+from __future__ import annotations
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .config import Settings
+from .errors import BffError
+from .sessions import Caller, SessionAuth
+from .telenor import Telenor, classify
+
+FORWARD_REQUEST = frozenset({b"accept", b"accept-language", b"if-none-match", b"x-request-id"})
+KEEP_RESPONSE = frozenset(
+    {"content-type", "etag", "cache-control", "last-modified", "content-language", "x-request-id"}
+)
+
+
+class ApiProxy:
+    """Forwards one allow-listed GET to Telenor with the session's access token."""
+
+    def __init__(self, settings: Settings, telenor: Telenor, auth: SessionAuth) -> None:
+        self._allowed = {app: frozenset(cfg.upstream_paths) for app, cfg in settings.apps.items()}
+        self._apps = settings.apps
+        self._telenor = telenor
+        self._auth = auth
+
+    def check_path(self, app_id: str, path: str) -> None:
+        if path not in self._allowed.get(app_id, ()):
+            raise BffError("path_not_allowed")
+
+    async def forward(self, request: Request, app_id: str, path: str) -> Response:
+        self.check_path(app_id, path)
+        caller = await self._auth.require(request, app_id, self._apps[app_id])
+        return await self.call(request, caller, path)
+
+    async def call(self, request: Request, caller: Caller, path: str) -> Response:
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in request.headers.raw
+            if name in FORWARD_REQUEST
+        ]
+        headers.append(("Authorization", f"Bearer {caller.session.access_token}"))
+        try:
+            upstream = await self._telenor.api.get(
+                f"{self._telenor.api_base}/{path}", headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise BffError(classify(exc)) from None
+        status = upstream.status_code
+        if status == 401:
+            # 40105 invalid / 40106 expired: the token is dead, so is the session.
+            await self._auth.end(caller)
+            raise BffError("session_expired", "Telenor no longer accepts this session's token.")
+        if status == 429:
+            retry = upstream.headers.get("retry-after", "1")
+            raise BffError(
+                "upstream_rate_limited",
+                headers={"Retry-After": retry if retry.isdigit() else "1"},
+            )
+        if status >= 500:
+            raise BffError("upstream_error", f"Telenor answered {status}.")
+        return Response(
+            upstream.content,
+            status_code=status,
+            headers={k: v for k, v in upstream.headers.items() if k.lower() in KEEP_RESPONSE},
+        )

@@ -1,0 +1,69 @@
+"""Browser-flow routes: login, callback, logout (DESIGN §3). Failures render the error page."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, BackgroundTasks
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from ..deps import ServicesDep
+
+router = APIRouter(tags=["browser flow"])
+
+
+@router.get("/auth/{app}/login", status_code=302, response_class=RedirectResponse)
+async def login(
+    app: str,
+    request: Request,
+    services: ServicesDep,
+    return_to: str | None = None,
+    mode: str | None = None,
+    code_challenge: str | None = None,
+    code_challenge_method: str | None = None,
+) -> Response:
+    """Start a login: 302 to Telenor's authorize page, with a fresh single-use state."""
+    started = await services.flow.start(
+        app,
+        return_to,
+        mode,
+        code_challenge,
+        code_challenge_method,
+        services.cookies.read_binding(request.cookies, app),
+    )
+    response = RedirectResponse(started.authorization_url, status_code=302)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    services.cookies.set_binding(
+        response, app, started.binding, over_https=request.url.scheme == "https"
+    )
+    return response
+
+
+@router.get("/auth/{app}/callback", status_code=302, response_class=RedirectResponse)
+async def callback(app: str, request: Request, services: ServicesDep) -> Response:
+    """The callback registered at Telenor: check state and browser, redeem the code, sign in."""
+    finished = await services.flow.finish(
+        app, request.query_params, services.cookies.read_binding(request.cookies, app)
+    )
+    response = RedirectResponse(finished.redirect_to, status_code=302)
+    response.headers["Cache-Control"] = "no-store"
+    # The callback URL carries the code: never let it leak on as a Referer.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if finished.session_id is not None:
+        services.cookies.set_session(response, app, finished.session_id, finished.max_age)
+    return response
+
+
+@router.post("/auth/{app}/logout", status_code=204, response_class=Response)
+async def logout(
+    app: str, request: Request, services: ServicesDep, background: BackgroundTasks
+) -> Response:
+    """End the session (cookie or bearer); Telenor's logout runs best-effort afterwards."""
+    services.flow.app(app)
+    ended = await services.auth.logout(request, app)
+    response = Response(status_code=204, headers={"Cache-Control": "no-store"})
+    services.cookies.clear_session(response, app)
+    if ended is not None:
+        background.add_task(services.flow.telenor_logout, ended.access_token)
+    response.background = background
+    return response

@@ -1,0 +1,36 @@
+"""Ops endpoints: liveness, readiness (DESIGN §3 Ops)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from redis.exceptions import RedisError
+from starlette.responses import JSONResponse, Response
+
+from ..deps import ServicesDep
+from ..errors import problem_response
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive; touches nothing."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "A dependency is down"}})
+async def readyz(services: ServicesDep) -> Response:
+    """Ready when every dependency answers within its timeout (today: Redis PING)."""
+    failed = []
+    try:
+        async with asyncio.timeout(services.settings.redis_timeout_seconds + 0.5):
+            await services.redis.ping()
+    except (RedisError, OSError, TimeoutError):
+        failed.append("redis")
+    if failed:
+        return problem_response(
+            "not_ready", f"Not answering: {', '.join(failed)}.", headers={"Retry-After": "5"}
+        )
+    return JSONResponse({"status": "ok", "checks": {"redis": "ok"}})

@@ -1,0 +1,176 @@
+"""Who is calling: the session behind a cookie or a bearer token, refresh, handoff, logout.
+
+A request is authenticated by `Authorization: Bearer <session token>` (mobile apps) or by the
+app's session cookie (SPAs). Either resolves with one Redis GET; the record names its app, so a
+credential of app A never authenticates app B.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from .config import AppConfig
+from .cookies import Cookies
+from .crypto import pkce_challenge
+from .errors import BffError
+from .stores import Clock, HandoffStore, Session, SessionStore
+from .telenor import Telenor, TokenError
+
+REFRESH_LOCK_SECONDS = 15.0
+REFRESH_POLL_SECONDS = 0.05
+
+
+@dataclass
+class Caller:
+    """An authenticated request: the Redis key of its session and the session itself."""
+
+    key: str
+    session: Session
+    via: str  # "cookie" | "bearer"
+
+
+class SessionAuth:
+    """Resolves, refreshes and ends sessions; redeems handoff codes."""
+
+    def __init__(
+        self,
+        sessions: SessionStore,
+        handoffs: HandoffStore,
+        telenor: Telenor,
+        cookies: Cookies,
+        refresh_skew: int,
+        refresh_wait: float,
+        clock: Clock,
+    ) -> None:
+        self._sessions = sessions
+        self._handoffs = handoffs
+        self._telenor = telenor
+        self._cookies = cookies
+        self._skew = refresh_skew
+        self._refresh_wait = refresh_wait
+        self._clock = clock
+        self._inflight: dict[str, asyncio.Future[Session]] = {}
+
+    def credential(self, request: Request, app: str) -> tuple[str, str] | None:
+        """(session id, "bearer"|"cookie") from the request, bearer first."""
+        header = request.headers.get("authorization")
+        if header and header[:7].lower() == "bearer ":
+            token = header[7:].strip()
+            return (token, "bearer") if 0 < len(token) <= 256 else None
+        cookie = self._cookies.read_session(request.cookies, app)
+        return (cookie, "cookie") if cookie and len(cookie) <= 256 else None
+
+    async def current(self, request: Request, app_id: str, app: AppConfig) -> Caller | None:
+        found = self.credential(request, app_id)
+        if found is None:
+            return None
+        session_id, via = found
+        key = self._sessions.key(session_id)
+        session = self._sessions.decode(await self._sessions.raw(key), key)
+        if session is None or session.app != app_id:
+            return None
+        if session.refresh_token and session.expires_at - self._clock() <= self._skew:
+            session = await self._refresh(key, session, app)
+        return Caller(key, session, via)
+
+    async def require(self, request: Request, app_id: str, app: AppConfig) -> Caller:
+        caller = await self.current(request, app_id, app)
+        if caller is None:
+            raise BffError("not_authenticated", "Sign in first.")
+        return caller
+
+    async def end(self, caller: Caller) -> None:
+        """Forget a session whose token Telenor no longer accepts."""
+        await self._sessions.delete_key(caller.key)
+
+    async def _refresh(self, key: str, session: Session, app: AppConfig) -> Session:
+        """Refresh once per session: one flight per process, one Redis lock across processes."""
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
+        # Mark the outcome as retrieved even when no waiter came along.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._inflight[key] = future
+        try:
+            result = await self._refresh_shared(key, session, app)
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
+
+    async def _refresh_shared(self, key: str, session: Session, app: AppConfig) -> Session:
+        if not await self._sessions.lock(key, REFRESH_LOCK_SECONDS):
+            return await self._await_other_refresh(key, session)
+        try:
+            assert session.refresh_token is not None
+            try:
+                tokens = await self._telenor.refresh(app, session.refresh_token)
+            except TokenError:
+                await self._sessions.delete_key(key)
+                raise BffError("session_expired", "Telenor refused to refresh.") from None
+            except BffError:
+                if self._clock() < session.expires_at:
+                    return session  # Telenor is down but the token still works: use it.
+                raise
+            now = self._clock()
+            fresh = Session(
+                session.app,
+                tokens.access_token,
+                now + tokens.expires_in,
+                session.ends_at,
+                tokens.refresh_token or session.refresh_token,
+            )
+            await self._sessions.replace(key, fresh)
+            return fresh
+        finally:
+            await self._sessions.unlock(key)
+
+    async def _await_other_refresh(self, key: str, session: Session) -> Session:
+        """Another worker holds the lock: reuse its result once it lands in Redis."""
+        deadline = self._clock() + self._refresh_wait
+        while self._clock() < deadline:
+            await asyncio.sleep(REFRESH_POLL_SECONDS)
+            current = self._sessions.decode(await self._sessions.raw(key), key)
+            if current is None:
+                raise BffError("session_expired")
+            if current.access_token != session.access_token:
+                return current
+        if self._clock() < session.expires_at:
+            return session
+        raise BffError("upstream_timeout", "The token refresh did not finish in time.")
+
+    async def redeem_handoff(self, app_id: str, code: str, verifier: str) -> tuple[str, int]:
+        """A bearer session token for a one-time handoff code and its PKCE verifier."""
+        handoff = await self._handoffs.consume(code)
+        if (
+            handoff is None
+            or handoff.app != app_id
+            or not 43 <= len(verifier) <= 128
+            or not hmac.compare_digest(pkce_challenge(verifier), handoff.challenge)
+        ):
+            raise BffError("handoff_invalid")
+        session = Session(**handoff.session)
+        if self._clock() >= min(session.expires_at, session.ends_at) and not session.refresh_token:
+            raise BffError("handoff_invalid", "The login behind this code has already ended.")
+        return await self._sessions.create(session)
+
+    async def logout(self, request: Request, app_id: str) -> Session | None:
+        """End the caller's session; the ended session (for Telenor's logout) or None."""
+        found = self.credential(request, app_id)
+        if found is None:
+            return None
+        key = self._sessions.key(found[0])
+        session = self._sessions.decode(await self._sessions.raw(key), key)
+        if session is None or session.app != app_id:
+            return None
+        await self._sessions.delete_key(key)
+        return session

@@ -1,0 +1,226 @@
+"""Redis stores: login state, sessions, handoff codes (DESIGN §5).
+
+Every operation touches a single key, so Redis Cluster works. Secrets never appear in keys or
+in plaintext values: sessions and handoffs are AES-GCM sealed under the SHA-256 of their id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisError
+
+from .crypto import Cipher, digest, new_token
+from .errors import BffError
+
+Clock = Callable[[], float]
+RETRY_AFTER = "2"
+
+
+def unavailable() -> BffError:
+    return BffError("store_unavailable", "Try again shortly.", headers={"Retry-After": RETRY_AFTER})
+
+
+@asynccontextmanager
+async def redis_errors() -> AsyncIterator[None]:
+    """Turn any Redis failure (down, timeout, cluster reshuffle) into a 503 with Retry-After."""
+    try:
+        yield
+    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        raise unavailable() from exc
+
+
+@dataclass(frozen=True)
+class LoginState:
+    """What a `state` value stands for while the user is at Telenor."""
+
+    app: str
+    return_to: str
+    mode: str
+    binding: str  # SHA-256 of the login-binding cookie
+    verifier: str | None  # our PKCE verifier towards Telenor
+    client_challenge: str | None  # the mobile app's S256 challenge (handoff mode)
+    created_at: float
+
+
+class StateStore:
+    """Single-use login states: `SET … EX` on start, `GETDEL` on callback."""
+
+    def __init__(self, redis: Redis | RedisCluster, prefix: str, ttl: int, clock: Clock) -> None:
+        self._redis = redis
+        self._prefix = prefix + "state:"
+        self._ttl = ttl
+        self._clock = clock
+
+    async def issue(self, state: LoginState) -> str:
+        value = new_token(24)  # 192 bits
+        async with redis_errors():
+            await self._redis.set(self._prefix + value, json.dumps(asdict(state)), ex=self._ttl)
+        return value
+
+    async def consume(self, value: str) -> LoginState | None:
+        """The state, exactly once; None when unknown, used or expired."""
+        if not value or len(value) > 128:
+            return None
+        async with redis_errors():
+            raw = await self._redis.getdel(self._prefix + value)
+        if raw is None:
+            return None
+        state = LoginState(**json.loads(raw))
+        # Redis expiry is the rule; the clock check also covers a skewed or paused Redis.
+        if self._clock() - state.created_at > self._ttl:
+            return None
+        return state
+
+
+@dataclass
+class Session:
+    """A signed-in user of one app. Held encrypted; the id itself is never stored."""
+
+    app: str
+    access_token: str
+    expires_at: float  # access-token expiry (epoch seconds)
+    ends_at: float  # absolute end of the session
+    refresh_token: str | None = None
+
+    @property
+    def remaining(self) -> float:
+        return min(self.ends_at, self.expires_at if not self.refresh_token else self.ends_at)
+
+
+class SessionStore:
+    """Encrypted sessions keyed by the SHA-256 of an opaque 256-bit id."""
+
+    def __init__(
+        self,
+        redis: Redis | RedisCluster,
+        prefix: str,
+        cipher: Cipher,
+        max_seconds: int,
+        clock: Clock,
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix + "session:"
+        self._cipher = cipher
+        self._max = max_seconds
+        self._clock = clock
+
+    def key(self, session_id: str) -> str:
+        return self._prefix + digest(session_id)
+
+    def seal(self, session: Session, key: str) -> bytes:
+        return self._cipher.seal(json.dumps(asdict(session)).encode(), key)
+
+    def unseal(self, blob: bytes, key: str) -> Session | None:
+        plain = self._cipher.open(blob, key)
+        return Session(**json.loads(plain)) if plain else None
+
+    def new(self, app: str, access_token: str, expires_in: int, refresh: str | None) -> Session:
+        now = self._clock()
+        return Session(app, access_token, now + expires_in, now + self._max, refresh)
+
+    def ttl(self, session: Session) -> int:
+        """Seconds Redis keeps the record: the token's life (capped), or the cap with refresh."""
+        end = session.ends_at if session.refresh_token else min(session.expires_at, session.ends_at)
+        return max(1, int(end - self._clock()))
+
+    async def create(self, session: Session) -> tuple[str, int]:
+        """Store a session under a brand-new id (no fixation); returns (id, ttl)."""
+        session_id = new_token(32)
+        ttl = self.ttl(session)
+        key = self.key(session_id)
+        async with redis_errors():
+            await self._redis.set(key, self.seal(session, key), ex=ttl)
+        return session_id, ttl
+
+    async def get(self, session_id: str) -> Session | None:
+        key = self.key(session_id)
+        async with redis_errors():
+            blob = await self._redis.get(key)
+        return self.decode(blob, key)
+
+    def decode(self, blob: bytes | None, key: str) -> Session | None:
+        """A live session from a stored record, or None (missing, undecryptable, ended)."""
+        if blob is None:
+            return None
+        session = self.unseal(blob, key)
+        if session is None:
+            return None
+        now = self._clock()
+        if now >= session.ends_at or (session.refresh_token is None and now >= session.expires_at):
+            return None
+        return session
+
+    async def replace(self, key: str, session: Session) -> None:
+        async with redis_errors():
+            await self._redis.set(key, self.seal(session, key), ex=self.ttl(session))
+
+    async def delete(self, session_id: str) -> None:
+        await self.delete_key(self.key(session_id))
+
+    async def delete_key(self, key: str) -> None:
+        async with redis_errors():
+            await self._redis.delete(key)
+
+    async def lock(self, key: str, seconds: float) -> bool:
+        """A short Redis lock for one session's refresh, shared by all workers and replicas."""
+        async with redis_errors():
+            return bool(await self._redis.set(key + ":lock", b"1", nx=True, px=int(seconds * 1000)))
+
+    async def unlock(self, key: str) -> None:
+        async with redis_errors():
+            await self._redis.delete(key + ":lock")
+
+    async def raw(self, key: str) -> bytes | None:
+        async with redis_errors():
+            blob: bytes | None = await self._redis.get(key)
+        return blob
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A finished mobile login waiting for the app to redeem it with its PKCE verifier."""
+
+    app: str
+    challenge: str
+    session: dict[str, Any]
+
+
+class HandoffStore:
+    """One-time handoff codes: sealed under the SHA-256 of the code, consumed with `GETDEL`."""
+
+    def __init__(self, redis: Redis | RedisCluster, prefix: str, cipher: Cipher, ttl: int) -> None:
+        self._redis = redis
+        self._prefix = prefix + "handoff:"
+        self._cipher = cipher
+        self.ttl = ttl
+
+    async def issue(self, handoff: Handoff) -> str:
+        code = new_token(24)
+        key = self._prefix + digest(code)
+        async with redis_errors():
+            await self._redis.set(
+                key, self._cipher.seal(json.dumps(asdict(handoff)).encode(), key), ex=self.ttl
+            )
+        return code
+
+    async def consume(self, code: str) -> Handoff | None:
+        """The handoff, exactly once (a wrong verifier burns it too)."""
+        if not code or len(code) > 128:
+            return None
+        key = self._prefix + digest(code)
+        async with redis_errors():
+            blob = await self._redis.getdel(key)
+        plain = self._cipher.open(blob, key) if blob else None
+        return Handoff(**json.loads(plain)) if plain else None
+
+
+def now() -> float:
+    return time.time()
