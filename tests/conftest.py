@@ -1,0 +1,165 @@
+"""Shared fixtures: a real Redis, the real sandbox on a loopback port, the real BFF app."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from service.app import create_app
+from service.config import Settings, generate_key
+from service.sandbox import Sandbox
+from tests.support.browser import BFF, new_browser, running
+from tests.support.servers import Clock, EmbeddedRedis, ThreadedServer, shared_redis
+
+KEYS = generate_key()
+APPS: dict[str, dict[str, Any]] = {
+    "web": {
+        "client_id": "web-client",
+        "client_secret": "web-secret-5f0c1e",
+        "display_name": "Nettbutikken",
+        "allowed_origins": ["https://app.bff.test"],
+        "return_urls": ["https://app.bff.test/done", "https://app.bff.test/app/"],
+    },
+    "other": {
+        "client_id": "other-client",
+        "client_secret": "other-secret-9a7d2b",
+        "allowed_origins": ["https://other.bff.test"],
+        "return_urls": ["https://other.bff.test/"],
+    },
+    "mobile": {
+        "client_id": "mobile-client",
+        "client_secret": "mobile-secret-3c8e4f",
+        "display_name": "Mobilappen",
+        "allowed_origins": ["https://app.bff.test"],
+        "return_urls": ["myapp://auth", "https://app.bff.test/mobile"],
+    },
+}
+SECRETS = [app["client_secret"] for app in APPS.values()]
+
+
+def make_settings(redis_url: str, prefix: str, telenor_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": "production",
+        "public_url": BFF,
+        "network_auth_url": "http://bff.test",
+        "redis_url": redis_url,
+        "redis_key_prefix": prefix,
+        "session_keys": KEYS,
+        "telenor": {"base_url": telenor_url, "timeout_seconds": 1.5, "logout_timeout_seconds": 1},
+        "apps": APPS,
+        "sandbox": {"hang_seconds": 4},
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url, server = shared_redis()
+    yield url
+    if server is not None:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(redis_url: str, sandbox_clock: Clock) -> Iterator[tuple[Sandbox, str]]:
+    sandbox = Sandbox(make_settings(redis_url, "unused:", "http://unused"), clock=sandbox_clock)
+    server = ThreadedServer(sandbox.app).start()
+    yield sandbox, server.url
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: tuple[Sandbox, str], sandbox_clock: Clock) -> Iterator[Sandbox]:
+    """The session's sandbox with faults, request log, knobs and clock reset for this test."""
+    box, _ = sandbox_server
+    box.reset()
+    sandbox_clock.offset = 0
+    yield box
+    box.reset()
+
+
+@pytest.fixture
+def sandbox_url(sandbox_server: tuple[Sandbox, str]) -> str:
+    return sandbox_server[1]
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def prefix(redis: Redis) -> AsyncIterator[str]:
+    """A key prefix of this test's own; only its keys are removed afterwards (no FLUSHALL)."""
+    value = f"test:{uuid.uuid4().hex[:12]}:"
+    yield value
+    keys = [k async for k in redis.scan_iter(match=f"{value}*", count=500)]
+    if keys:
+        await redis.delete(*keys)
+
+
+@dataclass
+class Bff:
+    """One running BFF for a test, plus what tests inspect."""
+
+    asgi: Any
+    settings: Settings
+    clock: Clock
+    sandbox: Sandbox
+
+    def browser(self, client_ip: str = "127.0.0.1") -> httpx.AsyncClient:
+        return new_browser(self.asgi, client_ip)
+
+
+BffFactory = Callable[..., AbstractAsyncContextManager[Bff]]
+
+
+@pytest.fixture
+def make_bff(redis_url: str, prefix: str, sandbox: Sandbox, sandbox_url: str) -> BffFactory:
+    """Build a BFF with setting overrides: `async with make_bff(apps=...) as bff:`."""
+
+    @asynccontextmanager
+    async def factory(**overrides: Any) -> AsyncIterator[Bff]:
+        clock = Clock()
+        url = overrides.pop("redis_url", redis_url)
+        settings = make_settings(url, prefix, sandbox_url, **overrides)
+        app = create_app(settings, clock=clock)
+        async with running(app) as asgi:
+            yield Bff(asgi, settings, clock, sandbox)
+
+    return factory
+
+
+@pytest.fixture
+async def bff(make_bff: BffFactory) -> AsyncIterator[Bff]:
+    async with make_bff() as running_bff:
+        yield running_bff
+
+
+@pytest.fixture
+async def browser(bff: Bff) -> AsyncIterator[httpx.AsyncClient]:
+    async with bff.browser() as client:
+        yield client
+
+
+@pytest.fixture
+def private_redis() -> Iterator[EmbeddedRedis]:
+    """A Redis of this test's own that it may stop and start again (outage tests)."""
+    server = EmbeddedRedis().start()
+    yield server
+    server.close()

@@ -1,0 +1,122 @@
+"""A scripted browser: one cookie jar across the BFF (in-process ASGI) and the sandbox (HTTP)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+BFF = "https://bff.test"
+BFF_HTTP = "http://bff.test"
+APP_ORIGIN = "https://app.bff.test"
+
+
+class WithState:
+    """Feeds the lifespan state into each request, as uvicorn does."""
+
+    def __init__(self, app: ASGIApp, state: dict[str, Any]) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["state"] = dict(self.state)
+        await self.app(scope, receive, send)
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[ASGIApp]:
+    """The app with its lifespan entered (clients created) and closed afterwards."""
+    async with app.router.lifespan_context(app) as state:
+        yield WithState(app, dict(state or {}))
+
+
+def new_browser(asgi: ASGIApp, client_ip: str = "127.0.0.1") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=asgi, client=(client_ip, 40000))
+    return httpx.AsyncClient(
+        mounts={"https://bff.test": transport, "http://bff.test": transport},
+        follow_redirects=False,
+        timeout=30,
+    )
+
+
+def query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+@dataclass
+class Walk:
+    """Every hop of one login, for tests to assert on."""
+
+    authorize_url: str = ""
+    callback_url: str = ""
+    final: httpx.Response | None = None
+    hops: list[httpx.Response] = field(default_factory=list)
+
+
+async def walk_login(
+    browser: httpx.AsyncClient,
+    app: str = "web",
+    *,
+    return_to: str = f"{APP_ORIGIN}/done",
+    mode: str | None = None,
+    challenge: str | None = None,
+    msisdn: str = "4790000001",
+    network: bool = False,
+    decision: str = "approve",
+    ussd_answer: str = "1",
+    start: str | None = None,
+    callback_browser: httpx.AsyncClient | None = None,
+) -> Walk:
+    """Drive login → Telenor sandbox (network or USSD) → consent → callback, as a browser would."""
+    walk = Walk()
+    params: dict[str, str] = {"return_to": return_to}
+    if mode:
+        params["mode"] = mode
+    if challenge:
+        params.update(code_challenge=challenge, code_challenge_method="S256")
+    if start is None:
+        r = await browser.get(f"{BFF}/auth/{app}/login", params=params)
+        walk.hops.append(r)
+        assert r.status_code == 302, r.text
+        walk.authorize_url = r.headers["location"]
+    else:
+        walk.authorize_url = start
+    headers = {"X-Sandbox-MSISDN": msisdn} if network else {}
+    r = await browser.get(walk.authorize_url, headers=headers)
+    walk.hops.append(r)
+    assert r.status_code == 302, r.text
+    location = str(r.url.join(r.headers["location"]))
+    if "/sandbox/ussd/" in location:
+        page = await browser.get(location)
+        assert page.status_code == 200
+        answer = await browser.post(location, json={"answer": ussd_answer, "msisdn": msisdn})
+        assert answer.status_code == 200, answer.text
+        r = await browser.get(location)
+        walk.hops.append(r)
+        location = str(r.url.join(r.headers["location"]))
+    if "/sandbox/consent/" in location:
+        consent = await browser.get(location)
+        assert consent.status_code == 200
+        r = await browser.post(location, data={"decision": decision})
+        walk.hops.append(r)
+        location = r.headers["location"]
+    walk.callback_url = location
+    final = await (callback_browser or browser).get(location)
+    walk.hops.append(final)
+    walk.final = final
+    return walk
+
+
+def cookie_header(response: httpx.Response, name_part: str) -> str:
+    """The Set-Cookie header whose cookie name contains `name_part`."""
+    for value in response.headers.get_list("set-cookie"):
+        if re.match(rf"[^=]*{re.escape(name_part)}[^=]*=", value):
+            return value
+    raise AssertionError(f"no Set-Cookie with {name_part!r}: {response.headers}")

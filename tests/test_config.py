@@ -1,0 +1,172 @@
+"""Configuration: validation rules with actionable messages, check-config, no secret printed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.app import ConfigError, create_app
+from service.config import Settings, config_problems, generate_key
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD_APP = {
+    "client_id": "c1",
+    "client_secret": "s3cr3t-value-xyz",
+    "allowed_origins": ["https://app.example.no"],
+    "return_urls": ["https://app.example.no/done"],
+}
+
+
+def settings(**values: object) -> Settings:
+    base: dict[str, object] = {
+        "env": "production",
+        "public_url": "https://bff.example.no",
+        "session_keys": generate_key(),
+        "apps": {"shop": GOOD_APP},
+    }
+    base.update(values)
+    return Settings(_env_file=None, **base)  # type: ignore[call-arg]
+
+
+def fatal(s: Settings) -> list[str]:
+    return [p.message for p in config_problems(s) if p.fatal]
+
+
+def test_good_production_config_has_no_fatal_problem():
+    """The reference configuration passes."""
+    assert fatal(settings()) == []
+
+
+def test_app_id_pattern_is_enforced_with_the_pattern_in_the_message():
+    """App ids must match ^[a-z][a-z0-9_]{0,31}$."""
+    with pytest.raises(ValidationError, match=r"must match \^\[a-z\]"):
+        settings(apps={"Shop-1": GOOD_APP})
+
+
+def test_duplicate_client_ids_are_refused():
+    """Two apps cannot share one Telenor client."""
+    with pytest.raises(ValidationError, match="share client id"):
+        settings(apps={"a": GOOD_APP, "b": GOOD_APP})
+
+
+def test_return_url_outside_allowed_origins_is_fatal():
+    """A return URL must sit on one of the app's origins."""
+    app = {**GOOD_APP, "return_urls": ["https://evil.example.com/x"]}
+    assert any("outside allowed_origins" in m for m in fatal(settings(apps={"shop": app})))
+
+
+def test_custom_scheme_return_url_is_allowed_but_javascript_is_not():
+    """Mobile custom schemes are fine; script schemes are fatal."""
+    ok = {**GOOD_APP, "return_urls": ["myapp://auth"]}
+    assert fatal(settings(apps={"shop": ok})) == []
+    bad = {**GOOD_APP, "return_urls": ["javascript://alert(1)"]}
+    assert any("no usable scheme" in m for m in fatal(settings(apps={"shop": bad})))
+
+
+def test_http_public_url_is_fatal_in_production_only():
+    """Production needs https; development relaxes it."""
+    assert any("production needs https" in m for m in fatal(settings(public_url="http://b.no")))
+    assert fatal(settings(public_url="http://localhost:8000", env="development")) == []
+
+
+def test_session_keys_must_be_present_and_32_bytes():
+    """Missing or short keys are fatal, with the fix in the message."""
+    assert any("BFF_SESSION_KEYS is missing" in m for m in fatal(settings(session_keys=None)))
+    assert any("exactly 32 bytes" in m for m in fatal(settings(session_keys="c2hvcnQ")))
+
+
+def test_missing_client_secret_is_fatal():
+    """An app without its secret cannot redeem codes."""
+    app = {**GOOD_APP, "client_secret": ""}
+    assert any("client secret is missing" in m for m in fatal(settings(apps={"shop": app})))
+
+
+def test_cross_site_origin_warns_about_third_party_cookies():
+    """Cookie mode needs the SPA on the BFF's site; another site only warns."""
+    app = {**GOOD_APP, "allowed_origins": ["https://shop.other.com"],
+           "return_urls": ["https://shop.other.com/"]}  # fmt: skip
+    problems = config_problems(settings(apps={"shop": app}))
+    assert any("third-party cookies" in p.message and not p.fatal for p in problems)
+
+
+def test_create_app_refuses_fatal_config():
+    """The service never starts with a fatal problem."""
+    with pytest.raises(ConfigError, match="production needs https"):
+        create_app(settings(public_url="http://bff.example.no"))
+
+
+def test_apps_come_from_env_with_lists_as_json_or_commas(monkeypatch):
+    """BFF_APPS__{ID}__… builds the apps mapping; list values take JSON or commas."""
+    monkeypatch.setenv("BFF_APPS__SHOP__CLIENT_ID", "c9")
+    monkeypatch.setenv("BFF_APPS__SHOP__CLIENT_SECRET", "x")
+    monkeypatch.setenv("BFF_APPS__SHOP__ALLOWED_ORIGINS", '["https://a.example.no"]')
+    monkeypatch.setenv("BFF_APPS__SHOP__RETURN_URLS", "https://a.example.no/,myapp://x")
+    monkeypatch.setenv("BFF_TELENOR__TOKEN_URL", "https://t.example/token")
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.apps["shop"].allowed_origins == ["https://a.example.no"]
+    assert s.apps["shop"].return_urls == ["https://a.example.no/", "myapp://x"]
+    assert s.telenor.token == "https://t.example/token"
+    assert s.telenor.authorize == "https://api.telenor.no/oauth/v2/authorize"
+
+
+def test_apps_file_is_read_and_env_wins(tmp_path, monkeypatch):
+    """BFF_APPS_FILE (TOML) supplies apps; an env value overrides the file's."""
+    path = tmp_path / "apps.toml"
+    path.write_text(
+        '[apps.shop]\nclient_id = "from-file"\nclient_secret = "f"\n'
+        'display_name = "Butikken"\nreturn_urls = ["https://a.example.no/"]\n'
+    )
+    monkeypatch.setenv("BFF_APPS_FILE", str(path))
+    monkeypatch.setenv("BFF_APPS__SHOP__CLIENT_ID", "from-env")
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.apps["shop"].client_id == "from-env"
+    assert s.apps["shop"].display_name == "Butikken"
+
+
+def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BFF_")}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        cwd=cwd, env=clean, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_check_config_passes_with_env_example(tmp_path):
+    """`.env.example` copied to `.env` is a configuration check-config accepts."""
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    result = _cli(["check-config"], tmp_path, {"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FATAL" not in result.stdout
+
+
+def test_check_config_lists_each_problem_and_never_a_secret(tmp_path):
+    """A broken config: one line per problem, non-zero exit, the secret nowhere."""
+    secret = "very-secret-value-123"
+    env = {
+        "PYTHONPATH": str(ROOT),
+        "BFF_ENV": "production",
+        "BFF_PUBLIC_URL": "http://bff.example.no",
+        "BFF_SESSION_KEYS": generate_key(),
+        "BFF_APPS__SHOP__CLIENT_ID": "c1",
+        "BFF_APPS__SHOP__CLIENT_SECRET": secret,
+        "BFF_APPS__SHOP__ALLOWED_ORIGINS": '["https://app.example.no"]',
+        "BFF_APPS__SHOP__RETURN_URLS": '["https://evil.example.com/"]',
+        "BFF_APPS__OTHER__CLIENT_ID": "c2",
+        "BFF_APPS__OTHER__RETURN_URLS": '["https://app.example.no/"]',
+        "BFF_APPS__OTHER__CLIENT_SECRET": "",
+    }
+    result = _cli(["check-config"], tmp_path, env)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1
+    fatal_lines = [line for line in result.stdout.splitlines() if line.startswith("FATAL")]
+    assert any("production needs https" in line for line in fatal_lines)
+    assert any("outside allowed_origins" in line for line in fatal_lines)
+    assert any("client secret is missing" in line for line in fatal_lines)
+    assert secret not in out

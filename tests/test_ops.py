@@ -1,0 +1,105 @@
+"""Ops endpoints, the problem+json error model, the OpenAPI copy and the compose file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from service.config import Settings
+from tests.support.browser import BFF
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def test_healthz_and_readyz_are_ok_with_redis_up(browser):
+    """Both answer 200 while Redis answers."""
+    assert (await browser.get(f"{BFF}/healthz")).json() == {"status": "ok"}
+    ready = await browser.get(f"{BFF}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"redis": "ok"}
+
+
+async def test_readyz_is_503_problem_when_redis_is_down_and_healthz_stays_200(
+    make_bff, private_redis
+):
+    """With the private Redis stopped: /readyz 503 problem+json naming redis; /healthz 200."""
+    async with make_bff(redis_url=private_redis.url) as bff, bff.browser() as browser:
+        private_redis.stop()
+        ready = await browser.get(f"{BFF}/readyz")
+        assert ready.status_code == 503
+        assert ready.headers["content-type"] == "application/problem+json"
+        assert "redis" in ready.json()["detail"]
+        assert (await browser.get(f"{BFF}/healthz")).status_code == 200
+        private_redis.start()
+        assert (await browser.get(f"{BFF}/readyz")).status_code == 200
+
+
+async def test_unknown_api_route_is_404_problem(browser):
+    """FastAPI's own 404 is problem+json."""
+    r = await browser.get(f"{BFF}/api/web/nope")
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert set(body) >= {"type", "title", "status"} and body["status"] == 404
+
+
+async def test_wrong_method_is_405_problem(browser):
+    """FastAPI's own 405 is problem+json."""
+    r = await browser.delete(f"{BFF}/healthz")
+    assert r.status_code == 405
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_invalid_body_is_422_problem_without_echoing_input(browser):
+    """Validation errors are problem+json and never echo what was sent."""
+    r = await browser.post(
+        f"{BFF}/api/web/session/handoff", json={"handoff_code": "sekrit-code-value"}
+    )
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "code_verifier" in r.json()["detail"]
+    assert "sekrit-code-value" not in r.text
+
+
+async def test_malformed_json_is_a_problem_not_a_500(browser):
+    """A body that is not JSON gets 422 problem+json."""
+    r = await browser.post(
+        f"{BFF}/api/web/auth/start",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_committed_openapi_matches_the_live_spec():
+    """openapi/openapi.json is what `python -m service openapi` prints."""
+    live = subprocess.run(
+        [sys.executable, "-m", "service", "openapi"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    committed = (ROOT / "openapi" / "openapi.json").read_text()
+    assert json.loads(live) == json.loads(committed), "regenerate: python -m service openapi"
+
+
+def test_compose_file_matches_the_settings_the_service_reads():
+    """docker-compose.yml: redis + bff, healthchecks, ports, and only real BFF_ settings."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"redis", "bff", "sandbox"} <= set(services)
+    bff = services["bff"]
+    assert "/readyz" in " ".join(bff["healthcheck"]["test"])
+    assert any(str(p).endswith(":8000") for p in bff["ports"])
+    assert services["redis"]["healthcheck"]
+    assert bff["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["sandbox"]["profiles"] == ["sandbox"]
+    known = {f"BFF_{name.upper()}" for name in Settings.model_fields}
+    for service in ("bff", "sandbox"):
+        for key in services[service].get("environment", {}):
+            top = key.split("__")[0]
+            assert top in known, f"{service} sets {key}, which the service does not read"
+    assert bff["environment"]["BFF_REDIS_URL"].startswith("redis://redis:")
