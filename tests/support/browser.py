@@ -73,6 +73,7 @@ async def walk_login(
     ussd_answer: str = "1",
     start: str | None = None,
     callback_browser: httpx.AsyncClient | None = None,
+    follow_callback: bool = True,
 ) -> Walk:
     """Drive login → Telenor sandbox (network or USSD) → consent → callback, as a browser would."""
     walk = Walk()
@@ -108,6 +109,8 @@ async def walk_login(
         walk.hops.append(r)
         location = r.headers["location"]
     walk.callback_url = location
+    if not follow_callback:
+        return walk
     final = await (callback_browser or browser).get(location)
     walk.hops.append(final)
     walk.final = final
