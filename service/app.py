@@ -51,7 +51,9 @@ def prepared(settings: Settings) -> Settings:
 
 
 def _http_client(timeout: float, max_connections: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     return httpx.AsyncClient(
         transport=AiohttpTransport(limits=limits),
         timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
@@ -159,4 +161,3 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
     # X-Forwarded-For/-Proto are believed only from BFF_TRUSTED_PROXIES.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
-

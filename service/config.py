@@ -79,7 +79,8 @@ class AppConfig(BaseModel):
         for origin in value:
             if origin == "*" or origin_of(origin) != origin.rstrip("/").lower():
                 raise ValueError(
-                    f"allowed origin {origin!r} must be exactly scheme://host[:port], no path, no '*'"
+                    f"allowed origin {origin!r} must be exactly scheme://host[:port], "
+                    "no path, no '*'"
                 )
         return [origin.rstrip("/").lower() for origin in value]
 
@@ -88,7 +89,9 @@ class AppConfig(BaseModel):
     def _paths_are_relative(cls, value: list[str]) -> list[str]:
         for path in value:
             if not re.fullmatch(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*", path) or ".." in path:
-                raise ValueError(f"upstream path {path!r} must be a plain relative path like a/v1/b")
+                raise ValueError(
+                    f"upstream path {path!r} must be a plain relative path like a/v1/b"
+                )
         return value
 
 
@@ -275,7 +278,7 @@ class Problem:
 
 
 def config_problems(s: Settings) -> list[Problem]:
-    """Every problem with a configuration, with a message a person can act on. Never prints secrets."""
+    """Every problem of a configuration, in words a person can act on; never a secret."""
     out: list[Problem] = []
 
     def fatal(msg: str) -> None:

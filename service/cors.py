@@ -89,7 +89,8 @@ class BrowserGuard:
                 self._on_reject(parts[2], "preflight_origin")
                 await problem_response("origin_not_allowed", status=403)(scope, receive, send)
                 return
-            headers = _cors_headers(origin) + [
+            headers = [
+                *_cors_headers(origin),
                 (b"access-control-allow-methods", ALLOW_METHODS.encode()),
                 (b"access-control-allow-headers", ALLOW_HEADERS.encode()),
                 (b"access-control-max-age", MAX_AGE.encode()),
@@ -161,7 +162,9 @@ class HttpsOnly:
             await problem_response("https_required")(scope, receive, send)
             return
         query = scope.get("query_string", b"")
-        location = self._public + scope.get("raw_path", path.encode()) + (b"?" + query if query else b"")
+        location = (
+            self._public + scope.get("raw_path", path.encode()) + (b"?" + query if query else b"")
+        )
         await send(
             {
                 "type": "http.response.start",

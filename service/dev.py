@@ -59,11 +59,19 @@ async def run_dev(port: int, host: str = "127.0.0.1") -> int:
         settings = dev_settings(port, redis_url)
         sandbox = Sandbox(settings)
         servers = [
-            uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
-                                          log_level="warning", proxy_headers=False)),
-            uvicorn.Server(uvicorn.Config(sandbox.app, host=host, port=port + 1,
-                                          log_level="warning")),
-        ]  # fmt: skip
+            uvicorn.Server(
+                uvicorn.Config(
+                    create_app(settings),
+                    host=host,
+                    port=port,
+                    log_level="warning",
+                    proxy_headers=False,
+                )
+            ),
+            uvicorn.Server(
+                uvicorn.Config(sandbox.app, host=host, port=port + 1, log_level="warning")
+            ),
+        ]
         print(
             f"Line Auth BFF (development)\n"
             f"  demo page      {settings.public_url}/demo\n"

@@ -71,8 +71,13 @@ class LoginFlow:
             raise BffError("unknown_app", f"No app called {app_id[:40]!r} is configured.")
         return cfg
 
-    def flow(self, app_id: str, return_to: str | None = None, mode: str = "cookie",
-             challenge: str | None = None) -> Flow:  # fmt: skip
+    def flow(
+        self,
+        app_id: str,
+        return_to: str | None = None,
+        mode: str = "cookie",
+        challenge: str | None = None,
+    ) -> Flow:
         cfg = self.app(app_id)
         return Flow(app_id, cfg.display_name or app_id, return_to, mode, challenge)
 
@@ -93,12 +98,11 @@ class LoginFlow:
         if mode not in MODES:
             raise BffError("bad_request", "mode must be cookie or handoff", flow=base)
         if checked is None:
-            raise BffError("bad_return_to", "return_to is not one of the app's return URLs.",
-                           flow=base)  # fmt: skip
+            raise BffError(
+                "bad_return_to", "return_to is not one of the app's return URLs.", flow=base
+            )
         if mode == "handoff" and not (
-            code_challenge
-            and _CHALLENGE.match(code_challenge)
-            and code_challenge_method == "S256"
+            code_challenge and _CHALLENGE.match(code_challenge) and code_challenge_method == "S256"
         ):
             raise BffError(
                 "challenge_required",
@@ -130,9 +134,7 @@ class LoginFlow:
         """Best-effort logout at Telenor (DESIGN §1: optional, never blocks ours)."""
         await self._telenor.logout(access_token)
 
-    async def finish(
-        self, app_id: str, params: Mapping[str, str], bindings: list[str]
-    ) -> Finished:
+    async def finish(self, app_id: str, params: Mapping[str, str], bindings: list[str]) -> Finished:
         """Validate the callback, redeem the code, create the session; raise BffError otherwise."""
         cfg = self.app(app_id)
         state = await self._states.consume(params.get("state", ""))
@@ -152,15 +154,17 @@ class LoginFlow:
             raise BffError("wrong_app", flow=flow)
         if not any(digest(b) == state.binding for b in bindings):
             raise BffError("wrong_browser", flow=flow)
-        code = params.get("code")
-        if not code or len(code) > 512:
+        auth_code = params.get("code")
+        if not auth_code or len(auth_code) > 512:
             raise BffError("bad_callback", flow=flow)
         try:
             tokens = await self._telenor.exchange_code(
-                cfg, code, self._settings.callback_url(app_id), state.verifier
+                cfg, auth_code, self._settings.callback_url(app_id), state.verifier
             )
         except TokenError as exc:
-            raise BffError("token_rejected", f"Token endpoint said {exc.error}.", flow=flow) from None
+            raise BffError(
+                "token_rejected", f"Token endpoint said {exc.error}.", flow=flow
+            ) from None
         except BffError as exc:
             raise BffError("telenor_unavailable", status=exc.status, flow=flow) from None
         session = self._sessions.new(

@@ -37,7 +37,7 @@ class HandoffRequest(BaseModel):
 
 class HandoffResponse(BaseModel):
     session_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105  (a type name, not a secret)
     expires_in: int
 
 

@@ -10,7 +10,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from .errors import CATALOG, BffError, Flow
+from .errors import CATALOG, BffError
 from .return_urls import with_query
 
 # code -> language -> (title, what happened, what it means for {app})
@@ -180,11 +180,19 @@ TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
     },
 }
 UI = {
-    "nb": {"retry": "Prøv igjen", "back": "Tilbake til appen", "code_label": "Feilkode",
-           "switch": "English"},
-    "en": {"retry": "Try again", "back": "Back to the app", "code_label": "Error code",
-           "switch": "Norsk"},
-}  # fmt: skip
+    "nb": {
+        "retry": "Prøv igjen",
+        "back": "Tilbake til appen",
+        "code_label": "Feilkode",
+        "switch": "English",
+    },
+    "en": {
+        "retry": "Try again",
+        "back": "Back to the app",
+        "code_label": "Error code",
+        "switch": "Norsk",
+    },
+}
 CSP = (
     "default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"

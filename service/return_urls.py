@@ -14,7 +14,6 @@ from urllib.parse import urlsplit, urlunsplit
 from .config import AppConfig
 
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]|%(2e|2f|5c|00|09|0a|0d)", re.IGNORECASE)
-_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 
 
 class ReturnUrlPolicy:
@@ -23,8 +22,10 @@ class ReturnUrlPolicy:
     def __init__(self, app: AppConfig) -> None:
         self._exact = frozenset(app.return_urls)
         self._prefixes = tuple(
-            url for url in app.return_urls if url.endswith("/") and url.startswith("https://")
-        ) + tuple(url for url in app.return_urls if url.endswith("/") and url.startswith("http://"))
+            url
+            for url in app.return_urls
+            if url.endswith("/") and url.startswith(("https://", "http://"))
+        )
 
     def check(self, return_to: str | None) -> str | None:
         """The accepted URL, or None when it is not allowed."""

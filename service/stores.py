@@ -6,9 +6,7 @@ in plaintext values: sessions and handoffs are AES-GCM sealed under the SHA-256 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -33,7 +31,7 @@ async def redis_errors() -> AsyncIterator[None]:
     """Turn any Redis failure (down, timeout, cluster reshuffle) into a 503 with Retry-After."""
     try:
         yield
-    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, RedisError, OSError) as exc:
         raise unavailable() from exc
 
 
@@ -90,10 +88,6 @@ class Session:
     ends_at: float  # absolute end of the session
     refresh_token: str | None = None
 
-    @property
-    def remaining(self) -> float:
-        return min(self.ends_at, self.expires_at if not self.refresh_token else self.ends_at)
-
 
 class SessionStore:
     """Encrypted sessions keyed by the SHA-256 of an opaque 256-bit id."""
@@ -143,7 +137,7 @@ class SessionStore:
     async def get(self, session_id: str) -> Session | None:
         key = self.key(session_id)
         async with redis_errors():
-            blob = await self._redis.get(key)
+            blob = _bytes(await self._redis.get(key))
         return self.decode(blob, key)
 
     def decode(self, blob: bytes | None, key: str) -> Session | None:
@@ -180,8 +174,7 @@ class SessionStore:
 
     async def raw(self, key: str) -> bytes | None:
         async with redis_errors():
-            blob: bytes | None = await self._redis.get(key)
-        return blob
+            return _bytes(await self._redis.get(key))
 
 
 @dataclass(frozen=True)
@@ -217,10 +210,11 @@ class HandoffStore:
             return None
         key = self._prefix + digest(code)
         async with redis_errors():
-            blob = await self._redis.getdel(key)
+            blob = _bytes(await self._redis.getdel(key))
         plain = self._cipher.open(blob, key) if blob else None
         return Handoff(**json.loads(plain)) if plain else None
 
 
-def now() -> float:
-    return time.time()
+def _bytes(value: bytes | str | None) -> bytes | None:
+    """redis-py's declared return type; our clients never decode responses."""
+    return value.encode() if isinstance(value, str) else value

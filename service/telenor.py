@@ -6,6 +6,7 @@ The httpx clients are created and closed by the lifespan (app.py) and handed in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -63,7 +64,9 @@ def _parse_tokens(response: httpx.Response) -> TokenSet:
         raise TokenError("invalid_response")
     if response.status_code != 200:
         error = body.get("error")
-        raise TokenError(error if isinstance(error, str) and error.isascii() else "invalid_response")
+        raise TokenError(
+            error if isinstance(error, str) and error.isascii() else "invalid_response"
+        )
     token = body.get("access_token")
     expires_in = body.get("expires_in")
     if not isinstance(token, str) or not token:
@@ -136,11 +139,9 @@ class Telenor:
 
     async def logout(self, access_token: str) -> None:
         """Best effort: a slow or failing Telenor never blocks the local logout."""
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             await self._oauth.get(
                 self._settings.logout,
                 headers={"Authorization": f"Bearer {access_token}"},
                 timeout=self._settings.logout_timeout_seconds,
             )
-        except httpx.HTTPError:
-            pass

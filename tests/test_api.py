@@ -24,8 +24,14 @@ async def signed_in(browser: httpx.AsyncClient) -> httpx.AsyncClient:
 
 async def test_fetch_calls_return_sandbox_data_and_forward_only_safe_headers(signed_in, sandbox):
     """Both shortcuts and the generic route; the sandbox sees the bearer, no cookie, no forgery."""
-    forged = {**CSRF, "Origin": APP_ORIGIN, "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil",
-              "Accept-Language": "nb", "X-Request-ID": "req-123"}  # fmt: skip
+    forged = {
+        **CSRF,
+        "Origin": APP_ORIGIN,
+        "X-Forwarded-For": "6.6.6.6",
+        "X-Forwarded-Host": "evil",
+        "Accept-Language": "nb",
+        "X-Request-ID": "req-123",
+    }
     user = await signed_in.get(f"{BFF}/api/web/user-info", headers=forged)
     device = await signed_in.get(f"{BFF}/api/web/device-info", headers=forged)
     generic = await signed_in.get(f"{BFF}/api/web/telenor/user-info/v1/users", headers=forged)
@@ -46,10 +52,14 @@ async def test_fetch_calls_return_sandbox_data_and_forward_only_safe_headers(sig
 
 
 ROUTES = [
-    ("GET", "/api/web/session"), ("GET", "/api/web/user-info"), ("GET", "/api/web/device-info"),
-    ("GET", "/api/web/telenor/user-info/v1/users"), ("POST", "/api/web/auth/start"),
-    ("POST", "/api/web/session/handoff"), ("POST", "/auth/web/logout"),
-]  # fmt: skip
+    ("GET", "/api/web/session"),
+    ("GET", "/api/web/user-info"),
+    ("GET", "/api/web/device-info"),
+    ("GET", "/api/web/telenor/user-info/v1/users"),
+    ("POST", "/api/web/auth/start"),
+    ("POST", "/api/web/session/handoff"),
+    ("POST", "/auth/web/logout"),
+]
 ORIGINS = {"none": None, "own": APP_ORIGIN, "other_app": OTHER_ORIGIN, "foreign": FOREIGN}
 
 
@@ -63,8 +73,9 @@ async def test_csrf_and_origin_matrix(signed_in, sandbox, method, path, csrf, or
         headers["Origin"] = ORIGINS[origin]
     sandbox.requests.clear()
     body = {"return_to": f"{APP_ORIGIN}/done"} if path.endswith("start") else {}
-    r = await signed_in.request(method, f"{BFF}{path}", headers=headers,
-                                json=body if method == "POST" else None)  # fmt: skip
+    r = await signed_in.request(
+        method, f"{BFF}{path}", headers=headers, json=body if method == "POST" else None
+    )
     if origin in ("other_app", "foreign"):
         assert r.status_code == 403
         assert r.json()["type"].endswith("origin_not_allowed")
@@ -80,9 +91,14 @@ async def test_csrf_and_origin_matrix(signed_in, sandbox, method, path, csrf, or
 
 async def test_preflight_for_own_origin_is_answered_exactly(browser):
     """The app's origin gets its exact origin, credentials, X-CSRF allowed, Vary and a max age."""
-    r = await browser.options(f"{BFF}/api/web/user-info", headers={
-        "Origin": APP_ORIGIN, "Access-Control-Request-Method": "GET",
-        "Access-Control-Request-Headers": "x-csrf"})  # fmt: skip
+    r = await browser.options(
+        f"{BFF}/api/web/user-info",
+        headers={
+            "Origin": APP_ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "x-csrf",
+        },
+    )
     assert r.status_code == 204
     assert r.headers["access-control-allow-origin"] == APP_ORIGIN
     assert r.headers["access-control-allow-credentials"] == "true"
@@ -94,8 +110,10 @@ async def test_preflight_for_own_origin_is_answered_exactly(browser):
 @pytest.mark.parametrize("origin", [FOREIGN, OTHER_ORIGIN, "null"])
 async def test_preflight_for_other_origins_gets_no_cors_headers(browser, origin):
     """Another app's origin or a foreign one: refused, nothing to read, never '*'."""
-    r = await browser.options(f"{BFF}/api/web/user-info",
-                              headers={"Origin": origin, "Access-Control-Request-Method": "GET"})  # fmt: skip
+    r = await browser.options(
+        f"{BFF}/api/web/user-info",
+        headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
+    )
     assert r.status_code == 403
     assert "access-control-allow-origin" not in r.headers
 
@@ -123,11 +141,19 @@ async def test_a_web_session_cookie_renamed_for_another_app_is_refused(signed_in
 
 
 TRAVERSALS = [
-    "user-info/v1/../../admin", "user-info/v1/..%2f..%2fadmin", "%2e%2e/admin",
-    "user-info/v1/users%252f..", "//evil.example/user-info/v1/users", "@evil.example/x",
-    "user-info\\v1\\users", "user-info/v1/users/", "user-info/v1/users/%2e%2e/users",
-    "oauth/v2/token", "user-info/v1/users%00", "USER-INFO/v1/users",
-]  # fmt: skip
+    "user-info/v1/../../admin",
+    "user-info/v1/..%2f..%2fadmin",
+    "%2e%2e/admin",
+    "user-info/v1/users%252f..",
+    "//evil.example/user-info/v1/users",
+    "@evil.example/x",
+    "user-info\\v1\\users",
+    "user-info/v1/users/",
+    "user-info/v1/users/%2e%2e/users",
+    "oauth/v2/token",
+    "user-info/v1/users%00",
+    "USER-INFO/v1/users",
+]
 
 
 @pytest.mark.parametrize("path", TRAVERSALS)
@@ -150,11 +176,15 @@ async def test_methods_other_than_get_are_405_without_upstream_call(signed_in, s
 
 @pytest.mark.parametrize(
     ("fault", "status", "kind"),
-    [(500, 502, "upstream_error"), (503, 502, "upstream_error"),
-     (429, 429, "upstream_rate_limited"), ("hang", 504, "upstream_timeout")],
-)  # fmt: skip
+    [
+        (500, 502, "upstream_error"),
+        (503, 502, "upstream_error"),
+        (429, 429, "upstream_rate_limited"),
+        ("hang", 504, "upstream_timeout"),
+    ],
+)
 async def test_upstream_failures_map_to_problems_with_cors(signed_in, sandbox, fault, status, kind):
-    """5xx → 502, 429 → 429 with Retry-After, timeout → 504; all problem+json, readable by the SPA."""
+    """5xx → 502, 429 → 429 + Retry-After, timeout → 504; problem+json the SPA can read."""
     if fault == "hang":
         sandbox.faults.hang = {"user-info"}
     else:
@@ -174,8 +204,12 @@ async def test_upstream_unreachable_is_502(make_bff, sandbox):
     async with make_bff() as bff, bff.browser() as browser:
         await walk_login(browser)
     dead = f"http://127.0.0.1:{free_port()}"
-    async with make_bff(telenor={"base_url": sandbox_base(bff), "api_url": dead,
-                                 "timeout_seconds": 1.5}) as bff2, bff2.browser() as b2:  # fmt: skip
+    async with (
+        make_bff(
+            telenor={"base_url": sandbox_base(bff), "api_url": dead, "timeout_seconds": 1.5}
+        ) as bff2,
+        bff2.browser() as b2,
+    ):
         await walk_login(b2)
         r = await b2.get(f"{BFF}/api/web/user-info", headers=CSRF)
     assert r.status_code == 502 and r.json()["type"].endswith("upstream_unreachable")

@@ -89,8 +89,11 @@ def test_missing_client_secret_is_fatal():
 
 def test_cross_site_origin_warns_about_third_party_cookies():
     """Cookie mode needs the SPA on the BFF's site; another site only warns."""
-    app = {**GOOD_APP, "allowed_origins": ["https://shop.other.com"],
-           "return_urls": ["https://shop.other.com/"]}  # fmt: skip
+    app = {
+        **GOOD_APP,
+        "allowed_origins": ["https://shop.other.com"],
+        "return_urls": ["https://shop.other.com/"],
+    }
     problems = config_problems(settings(apps={"shop": app}))
     assert any("third-party cookies" in p.message and not p.fatal for p in problems)
 
@@ -134,8 +137,13 @@ def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
     clean.update(env)
     return subprocess.run(
         [sys.executable, "-m", "service", *args],
-        cwd=cwd, env=clean, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_check_config_passes_with_env_example(tmp_path):

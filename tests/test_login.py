@@ -79,6 +79,7 @@ async def test_no_secret_leaks_into_responses_or_logs(bff, browser, sandbox, cap
             assert secret not in location
     cookies = "\n".join(walk.final.headers.get_list("set-cookie"))
     assert code not in cookies and all(t not in cookies for t in tokens)
+
     # The scripted browser is httpx (over httpcore) and logs the URLs it visits, the callback's
     # code included; those lines are the test's own. The BFF's upstream calls go through aiohttp,
     # so they never log under httpcore, and its httpx lines name only Telenor's paths.
@@ -133,8 +134,9 @@ async def test_expired_state_is_refused_without_token_request(bff, browser, sand
 
 async def test_state_of_another_app_is_refused(browser, sandbox):
     """A state issued for app 'other' presented at web's callback."""
-    r = await browser.get(f"{BFF}/auth/other/login",
-                          params={"return_to": "https://other.bff.test/"})  # fmt: skip
+    r = await browser.get(
+        f"{BFF}/auth/other/login", params={"return_to": "https://other.bff.test/"}
+    )
     walk = await walk_login(browser, start=r.headers["location"], follow_callback=False)
     foreign = walk.callback_url.replace("/auth/other/", "/auth/web/")
     page = await browser.get(foreign)
@@ -154,13 +156,26 @@ async def test_callback_in_another_browser_is_refused(bff, browser, sandbox, bin
 
 
 OPEN_REDIRECTS = [
-    "//evil.test/done", "/\\evil.test", "https://evil.test/done", "https://app.bff.test@evil.test/",
-    "https://app.bff.test.evil.test/", "https://evil-app.bff.test/", "javascript:alert(1)",
-    "data:text/html,hi", "https://app.bff.test\t.evil.test/", "https://app.bff.test/app/%2e%2e/x",
-    "https://app.bff.test/app/../done", "http://app.bff.test/app/", "https://app.bff.test:8443/app/",
-    "https://app.bff.test/app\n/x", "https://app.bff.test%2fevil.test/app/", "HTTPS://evil.test/",
-    "https://app.bff.test/other", "", "myapp://auth",
-]  # fmt: skip
+    "//evil.test/done",
+    "/\\evil.test",
+    "https://evil.test/done",
+    "https://app.bff.test@evil.test/",
+    "https://app.bff.test.evil.test/",
+    "https://evil-app.bff.test/",
+    "javascript:alert(1)",
+    "data:text/html,hi",
+    "https://app.bff.test\t.evil.test/",
+    "https://app.bff.test/app/%2e%2e/x",
+    "https://app.bff.test/app/../done",
+    "http://app.bff.test/app/",
+    "https://app.bff.test:8443/app/",
+    "https://app.bff.test/app\n/x",
+    "https://app.bff.test%2fevil.test/app/",
+    "HTTPS://evil.test/",
+    "https://app.bff.test/other",
+    "",
+    "myapp://auth",
+]
 
 
 @pytest.mark.parametrize("target", OPEN_REDIRECTS)
@@ -174,17 +189,23 @@ async def test_open_redirect_vectors_are_a_400_page_never_a_redirect(browser, ta
 
 async def test_prefix_return_urls_allow_paths_below_them(browser):
     """An entry ending in '/' admits deeper paths with a query on the same origin."""
-    r = await browser.get(f"{BFF}/auth/web/login",
-                          params={"return_to": f"{APP_ORIGIN}/app/orders/7?tab=1"})  # fmt: skip
+    r = await browser.get(
+        f"{BFF}/auth/web/login", params={"return_to": f"{APP_ORIGIN}/app/orders/7?tab=1"}
+    )
     assert r.status_code == 302
 
 
 @pytest.mark.parametrize("lang", ["nb", "en"])
 @pytest.mark.parametrize(
     ("case", "status"),
-    [("unknown_app", 404), ("bad_return_to", 400), ("login_expired", 400), ("telenor_error", 400),
-     ("bad_callback", 400)],
-)  # fmt: skip
+    [
+        ("unknown_app", 404),
+        ("bad_return_to", 400),
+        ("login_expired", 400),
+        ("telenor_error", 400),
+        ("bad_callback", 400),
+    ],
+)
 async def test_error_pages_in_both_languages(browser, case, status, lang):
     """Each error case renders its page, in nb and en (?lang= wins)."""
     url = {
@@ -207,14 +228,15 @@ async def test_error_pages_in_both_languages(browser, case, status, lang):
 async def test_two_parallel_logins_in_one_browser_both_complete(browser):
     """Two tabs: both states share the binding cookie; both callbacks succeed."""
     first = await browser.get(f"{BFF}/auth/web/login", params={"return_to": f"{APP_ORIGIN}/done"})
-    second = await browser.get(f"{BFF}/auth/web/login",
-                               params={"return_to": f"{APP_ORIGIN}/app/x"})  # fmt: skip
+    second = await browser.get(f"{BFF}/auth/web/login", params={"return_to": f"{APP_ORIGIN}/app/x"})
     walks = [
         await walk_login(browser, start=first.headers["location"]),
         await walk_login(browser, start=second.headers["location"]),
     ]
-    assert [w.final.headers["location"] for w in walks] == [f"{APP_ORIGIN}/done",
-                                                             f"{APP_ORIGIN}/app/x"]  # fmt: skip
+    assert [w.final.headers["location"] for w in walks] == [
+        f"{APP_ORIGIN}/done",
+        f"{APP_ORIGIN}/app/x",
+    ]
 
 
 async def test_a_new_login_replaces_the_session_id(browser, bff, redis):
@@ -285,7 +307,7 @@ async def test_tokens_with_and_without_refresh_token_both_work(browser, sandbox,
 
 
 async def test_network_auth_entry_over_http_binds_the_https_callback(bff, browser, sandbox):
-    """Login on the plain-http entry: binding cookie without Secure; the https callback accepts it."""
+    """Login on the http entry: binding cookie without Secure; the https callback accepts it."""
     r = await browser.get(f"{BFF_HTTP}/auth/web/login", params={"return_to": f"{APP_ORIGIN}/done"})
     assert r.status_code == 302
     binding = cookie_header(r, "-bind")

@@ -15,8 +15,13 @@ async def webview_login(bff, app: str = "mobile", verifier: str | None = None) -
     """Log in in a throwaway webview; returns (handoff code, verifier). Cookies die with it."""
     verifier = verifier or new_token(48)
     async with bff.browser() as webview:
-        walk = await walk_login(webview, app, return_to="myapp://auth", mode="handoff",
-                                challenge=pkce_challenge(verifier))  # fmt: skip
+        walk = await walk_login(
+            webview,
+            app,
+            return_to="myapp://auth",
+            mode="handoff",
+            challenge=pkce_challenge(verifier),
+        )
     location = walk.final.headers["location"]
     assert walk.final.status_code == 302 and location.startswith("myapp://auth?handoff=")
     assert "set-cookie" not in {k.lower() for k in walk.final.headers if "bff-mobile=" in k}
@@ -24,8 +29,9 @@ async def webview_login(bff, app: str = "mobile", verifier: str | None = None) -
 
 
 async def exchange(client: httpx.AsyncClient, code: str, verifier: str, app: str = "mobile"):
-    return await client.post(f"{BFF}/api/{app}/session/handoff",
-                             json={"handoff_code": code, "code_verifier": verifier})  # fmt: skip
+    return await client.post(
+        f"{BFF}/api/{app}/session/handoff", json={"handoff_code": code, "code_verifier": verifier}
+    )
 
 
 async def test_mobile_app_without_shared_cookies_logs_in_calls_and_logs_out(bff, sandbox):
@@ -101,26 +107,46 @@ async def test_handoff_mode_requires_an_s256_challenge(browser, challenge):
 
 async def test_plain_challenge_method_is_refused(browser):
     """Only S256."""
-    r = await browser.get(f"{BFF}/auth/mobile/login", params={
-        "return_to": "myapp://auth", "mode": "handoff",
-        "code_challenge": pkce_challenge(new_token()), "code_challenge_method": "plain"})  # fmt: skip
+    r = await browser.get(
+        f"{BFF}/auth/mobile/login",
+        params={
+            "return_to": "myapp://auth",
+            "mode": "handoff",
+            "code_challenge": pkce_challenge(new_token()),
+            "code_challenge_method": "plain",
+        },
+    )
     assert r.status_code == 400
 
 
-@pytest.mark.parametrize("target", ["otherapp://auth", "myapp://auth/../x", "myapp://evil", "myapp:auth"])
+@pytest.mark.parametrize(
+    "target", ["otherapp://auth", "myapp://auth/../x", "myapp://evil", "myapp:auth"]
+)
 async def test_unlisted_return_scheme_is_refused(browser, target):
     """Custom schemes must be listed exactly."""
-    r = await browser.get(f"{BFF}/auth/mobile/login", params={
-        "return_to": target, "mode": "handoff",
-        "code_challenge": pkce_challenge(new_token()), "code_challenge_method": "S256"})  # fmt: skip
+    r = await browser.get(
+        f"{BFF}/auth/mobile/login",
+        params={
+            "return_to": target,
+            "mode": "handoff",
+            "code_challenge": pkce_challenge(new_token()),
+            "code_challenge_method": "S256",
+        },
+    )
     assert r.status_code == 400 and 'data-error="bad_return_to"' in r.text
 
 
 async def test_deny_in_handoff_mode_shows_the_page_with_a_way_back_to_the_app(bff):
     """The user in the webview sees the page; 'Back to the app' is myapp://auth?error=…"""
     async with bff.browser() as webview:
-        walk = await walk_login(webview, "mobile", return_to="myapp://auth", mode="handoff",
-                                challenge=pkce_challenge(new_token()), decision="deny")  # fmt: skip
+        walk = await walk_login(
+            webview,
+            "mobile",
+            return_to="myapp://auth",
+            mode="handoff",
+            challenge=pkce_challenge(new_token()),
+            decision="deny",
+        )
     assert walk.final.status_code == 403
     assert 'href="myapp://auth?error=access_denied"' in walk.final.text
 
@@ -128,9 +154,15 @@ async def test_deny_in_handoff_mode_shows_the_page_with_a_way_back_to_the_app(bf
 async def test_start_via_json_api_in_handoff_mode(bff):
     """POST /api/mobile/auth/start gives the authorize URL for the app to open."""
     async with bff.browser() as webview:
-        r = await webview.post(f"{BFF}/api/mobile/auth/start", json={
-            "return_to": "myapp://auth", "mode": "handoff",
-            "code_challenge": pkce_challenge(new_token()), "code_challenge_method": "S256"})  # fmt: skip
+        r = await webview.post(
+            f"{BFF}/api/mobile/auth/start",
+            json={
+                "return_to": "myapp://auth",
+                "mode": "handoff",
+                "code_challenge": pkce_challenge(new_token()),
+                "code_challenge_method": "S256",
+            },
+        )
         assert r.status_code == 200
         assert r.json()["authorization_url"].startswith(bff.settings.telenor.authorize)
         assert r.json()["expires_at"].endswith("Z")
@@ -141,8 +173,9 @@ async def test_bearer_of_one_app_is_refused_on_another(bff):
     code, verifier = await webview_login(bff)
     async with bff.browser() as app_http:
         token = (await exchange(app_http, code, verifier)).json()["session_token"]
-        r = await app_http.get(f"{BFF}/api/web/user-info",
-                               headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        r = await app_http.get(
+            f"{BFF}/api/web/user-info", headers={"Authorization": f"Bearer {token}"}
+        )
     assert r.status_code == 401
 
 
@@ -153,7 +186,8 @@ async def test_cookie_and_bearer_sessions_of_one_app_coexist(bff):
         code, verifier = await webview_login(bff)
         async with bff.browser() as app_http:
             token = (await exchange(app_http, code, verifier)).json()["session_token"]
-            bearer = await app_http.get(f"{BFF}/api/mobile/user-info",
-                                        headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            bearer = await app_http.get(
+                f"{BFF}/api/mobile/user-info", headers={"Authorization": f"Bearer {token}"}
+            )
         cookie = await browser.get(f"{BFF}/api/mobile/user-info", headers={"X-CSRF": "1"})
     assert bearer.status_code == 200 and cookie.status_code == 200

@@ -80,8 +80,12 @@ def test_committed_openapi_matches_the_live_spec():
     """openapi/openapi.json is what `python -m service openapi` prints."""
     live = subprocess.run(
         [sys.executable, "-m", "service", "openapi"],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
-    ).stdout  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     committed = (ROOT / "openapi" / "openapi.json").read_text()
     assert json.loads(live) == json.loads(committed), "regenerate: python -m service openapi"
 

@@ -73,7 +73,11 @@ async def test_network_auth_consent_code_token_user_info(http):
     info = await http.get(
         "/user-info/v1/users", headers={"Authorization": f"Bearer {r.json()['access_token']}"}
     )
-    assert info.json()["name"] == {"givenName": "Ola", "middleName": "Johan", "familyName": "Hansen"}
+    assert info.json()["name"] == {
+        "givenName": "Ola",
+        "middleName": "Johan",
+        "familyName": "Hansen",
+    }
 
 
 async def test_without_operator_header_the_user_goes_to_ussd_and_accepts(http):
@@ -177,18 +181,24 @@ async def test_expired_token_is_40106_and_missing_is_40102(http, sandbox_clock):
     access = (await token(http, await code_for(http))).json()["access_token"]
     assert (await http.get("/mobile-device-info/v1/device")).json()["code"] == 40102
     sandbox_clock.advance(3600)
-    r = await http.get("/mobile-device-info/v1/device", headers={"Authorization": f"Bearer {access}"})
+    r = await http.get(
+        "/mobile-device-info/v1/device", headers={"Authorization": f"Bearer {access}"}
+    )
     assert r.status_code == 401 and r.json()["code"] == 40106
 
 
 async def test_device_info_omits_unknown_capabilities(http):
     """Subscriber 3's LTE-Advanced support is unknown, so it is absent."""
-    r = await http.get("/oauth/v2/authorize", params={"client_id": CLIENT, "state": "s"},
-                       headers={"X-Sandbox-MSISDN": "4790000003"})  # fmt: skip
+    r = await http.get(
+        "/oauth/v2/authorize",
+        params={"client_id": CLIENT, "state": "s"},
+        headers={"X-Sandbox-MSISDN": "4790000003"},
+    )
     code = query(await approve(http, r.headers["location"]))["code"]
     access = (await token(http, code)).json()["access_token"]
-    device = await http.get("/mobile-device-info/v1/device",
-                            headers={"Authorization": f"Bearer {access}"})  # fmt: skip
+    device = await http.get(
+        "/mobile-device-info/v1/device", headers={"Authorization": f"Bearer {access}"}
+    )
     assert device.json()["capabilities"] == {"hdVoice": False, "lte": True}
 
 
@@ -216,8 +226,10 @@ async def test_refresh_switch_adds_refresh_token_and_grant(http, sandbox):
 @pytest.mark.parametrize(("status", "code"), [(500, 50001), (503, 50301), (429, 42901)])
 async def test_forced_responses_for_the_next_n_requests(http, status, code):
     """A fault for the next request only; the one after is normal again."""
-    r = await http.put("/sandbox/faults",
-                       json={"responses": [{"endpoint": "user-info", "status": status, "count": 1}]})  # fmt: skip
+    r = await http.put(
+        "/sandbox/faults",
+        json={"responses": [{"endpoint": "user-info", "status": status, "count": 1}]},
+    )
     assert r.status_code == 200
     first = await http.get("/user-info/v1/users")
     assert first.status_code == status and first.json()["code"] == code
@@ -228,8 +240,9 @@ async def test_forced_responses_for_the_next_n_requests(http, status, code):
 
 async def test_fraction_fault_with_one_always_fires(http):
     """fraction=1.0 fires on every request."""
-    await http.put("/sandbox/faults",
-                   json={"responses": [{"endpoint": "*", "status": 503, "fraction": 1.0}]})  # fmt: skip
+    await http.put(
+        "/sandbox/faults", json={"responses": [{"endpoint": "*", "status": 503, "fraction": 1.0}]}
+    )
     assert (await http.get("/user-info/v1/users")).status_code == 503
     assert (await http.get("/mobile-device-info/v1/device")).status_code == 503
 

@@ -23,8 +23,13 @@ from urllib.parse import urlencode
 from fastapi import FastAPI
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
-from starlette.responses import Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
@@ -317,8 +322,9 @@ class Sandbox:
             answer = str(data.get("answer", ""))
             msisdn = str(data.get("msisdn") or next(iter(SUBSCRIBERS)))
             if answer not in ("1", "2") or msisdn not in SUBSCRIBERS:
-                return JSONResponse({"error": "answer must be 1 or 2; msisdn a test subscriber"},
-                                    status_code=400)  # fmt: skip
+                return JSONResponse(
+                    {"error": "answer must be 1 or 2; msisdn a test subscriber"}, status_code=400
+                )
             attempt.msisdn = msisdn
             attempt.status = "identified" if answer == "1" else "declined"
             if is_form:
@@ -397,7 +403,7 @@ class Sandbox:
             if sandbox.refresh_tokens:
                 refresh = sandbox._issue(client.client_id, grant.msisdn, "refresh")
                 grant.tokens.append(refresh)
-                body.update(refresh_token=refresh, token_type="Bearer")
+                body.update(refresh_token=refresh, token_type="Bearer")  # noqa: S106  (a type name)
             return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
         @app.get("/user-info/v1/users")

@@ -1,0 +1,1 @@
+"""Line Auth BFF: a backend-for-frontend for Telenor line-authenticated OAuth."""
