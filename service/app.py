@@ -28,7 +28,7 @@ from .flow import LoginFlow
 from .pages import Pages
 from .proxy import ApiProxy
 from .redis import create_redis
-from .routes import api, auth, ops
+from .routes import api, auth, demo, ops
 from .sessions import SessionAuth
 from .stores import Clock, HandoffStore, SessionStore, StateStore
 from .telenor import Telenor
@@ -126,6 +126,8 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(api.router)
     app.include_router(ops.router)
+    if settings.env == "development" and "demo" in settings.apps:
+        app.include_router(demo.router)
 
     @app.exception_handler(BffError)
     async def on_bff_error(request: Request, exc: BffError) -> Response:

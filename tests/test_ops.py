@@ -107,3 +107,16 @@ def test_compose_file_matches_the_settings_the_service_reads():
             top = key.split("__")[0]
             assert top in known, f"{service} sets {key}, which the service does not read"
     assert bff["environment"]["BFF_REDIS_URL"].startswith("redis://redis:")
+
+
+async def test_demo_page_is_served_only_in_development(make_bff, browser):
+    """Production has no /demo; the dev configuration serves it with a nonce CSP."""
+    assert (await browser.get(f"{BFF}/demo")).status_code == 404
+    from service.dev import dev_settings
+
+    dev = dev_settings(8000, None)
+    apps = {"demo": dev.apps["demo"].model_dump()}
+    async with make_bff(env="development", apps=apps) as bff, bff.browser() as b:
+        page = await b.get(f"{BFF}/demo")
+    assert page.status_code == 200 and "Fyll ut med Telenor" in page.text
+    assert "script-src 'nonce-" in page.headers["content-security-policy"]
