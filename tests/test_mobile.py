@@ -28,6 +28,16 @@ async def webview_login(bff, app: str = "mobile", verifier: str | None = None) -
     return query(location)["handoff"], verifier
 
 
+def handoff_start(return_to: str = "myapp://auth", method: str = "S256") -> dict[str, str]:
+    """Login parameters of a handoff-mode start with a fresh challenge."""
+    return {
+        "return_to": return_to,
+        "mode": "handoff",
+        "code_challenge": pkce_challenge(new_token()),
+        "code_challenge_method": method,
+    }
+
+
 async def exchange(client: httpx.AsyncClient, code: str, verifier: str, app: str = "mobile"):
     return await client.post(
         f"{BFF}/api/{app}/session/handoff", json={"handoff_code": code, "code_verifier": verifier}
@@ -109,12 +119,7 @@ async def test_plain_challenge_method_is_refused(browser):
     """Only S256."""
     r = await browser.get(
         f"{BFF}/auth/mobile/login",
-        params={
-            "return_to": "myapp://auth",
-            "mode": "handoff",
-            "code_challenge": pkce_challenge(new_token()),
-            "code_challenge_method": "plain",
-        },
+        params=handoff_start(method="plain"),
     )
     assert r.status_code == 400
 
@@ -126,12 +131,7 @@ async def test_unlisted_return_scheme_is_refused(browser, target):
     """Custom schemes must be listed exactly."""
     r = await browser.get(
         f"{BFF}/auth/mobile/login",
-        params={
-            "return_to": target,
-            "mode": "handoff",
-            "code_challenge": pkce_challenge(new_token()),
-            "code_challenge_method": "S256",
-        },
+        params=handoff_start(target),
     )
     assert r.status_code == 400 and 'data-error="bad_return_to"' in r.text
 
@@ -156,12 +156,7 @@ async def test_start_via_json_api_in_handoff_mode(bff):
     async with bff.browser() as webview:
         r = await webview.post(
             f"{BFF}/api/mobile/auth/start",
-            json={
-                "return_to": "myapp://auth",
-                "mode": "handoff",
-                "code_challenge": pkce_challenge(new_token()),
-                "code_challenge_method": "S256",
-            },
+            json=handoff_start(),
         )
         assert r.status_code == 200
         assert r.json()["authorization_url"].startswith(bff.settings.telenor.authorize)

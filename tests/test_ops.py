@@ -120,3 +120,23 @@ async def test_demo_page_is_served_only_in_development(make_bff, browser):
         page = await b.get(f"{BFF}/demo")
     assert page.status_code == 200 and "Fyll ut med Telenor" in page.text
     assert "script-src 'nonce-" in page.headers["content-security-policy"]
+
+
+async def test_redis_outage_gives_503_page_and_problem_then_recovers(make_bff, private_redis):
+    """Redis down: login page 503, API 503 problem with Retry-After, never a 500; then back."""
+    from tests.support.browser import APP_ORIGIN, walk_login
+
+    async with make_bff(redis_url=private_redis.url) as bff, bff.browser() as browser:
+        await walk_login(browser)
+        private_redis.stop()
+        page = await browser.get(
+            f"{BFF}/auth/web/login", params={"return_to": f"{APP_ORIGIN}/done"}
+        )
+        assert page.status_code == 503 and 'data-error="store_unavailable"' in page.text
+        api = await browser.get(f"{BFF}/api/web/user-info", headers={"X-CSRF": "1"})
+        assert api.status_code == 503
+        assert api.headers["content-type"] == "application/problem+json"
+        assert int(api.headers["retry-after"]) > 0
+        private_redis.start()
+        again = await browser.get(f"{BFF}/api/web/session", headers={"X-CSRF": "1"})
+        assert again.status_code == 200 and again.json()["authenticated"] is False
