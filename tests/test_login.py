@@ -323,3 +323,12 @@ async def test_other_routes_over_http_redirect_or_refuse(browser):
     assert page.status_code == 308 and page.headers["location"].startswith("https://bff.test/")
     api = await browser.get(f"{BFF_HTTP}/api/web/session")
     assert api.status_code == 403 and api.headers["content-type"] == "application/problem+json"
+
+
+async def test_code_refused_by_token_endpoint_shows_token_rejected(browser, sandbox, sandbox_clock):
+    """A code Telenor no longer accepts (expired, invalid_grant): the 'did not accept' page."""
+    walk = await walk_login(browser, follow_callback=False)
+    sandbox_clock.advance(61)
+    page = await browser.get(walk.callback_url)
+    assert page.status_code == 502 and 'data-error="token_rejected"' in page.text
+    assert len(sandbox.calls("/oauth/v2/token")) == 1
