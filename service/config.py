@@ -175,9 +175,6 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1", "::1"]
     )
-    rate_limit_logins_per_minute: int = Field(default=30, ge=0)
-    rate_limit_api_per_minute: int = Field(default=600, ge=0)
-    log_format: Literal["json", "human"] = "json"
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
 
     _split = field_validator("redis_sentinels", "trusted_proxies", mode="before")(_split_list)

@@ -23,7 +23,6 @@ def dev_settings(port: int, redis_url: str | None, host: str = "localhost") -> S
     overrides: dict[str, object] = {
         "env": "development",
         "public_url": public,
-        "log_format": "human",
         "telenor": {"base_url": f"http://{host}:{port + 1}"},
     }
     if redis_url:
