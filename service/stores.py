@@ -134,12 +134,6 @@ class SessionStore:
             await self._redis.set(key, self.seal(session, key), ex=ttl)
         return session_id, ttl
 
-    async def get(self, session_id: str) -> Session | None:
-        key = self.key(session_id)
-        async with redis_errors():
-            blob = _bytes(await self._redis.get(key))
-        return self.decode(blob, key)
-
     def decode(self, blob: bytes | None, key: str) -> Session | None:
         """A live session from a stored record, or None (missing, undecryptable, ended)."""
         if blob is None:
@@ -155,9 +149,6 @@ class SessionStore:
     async def replace(self, key: str, session: Session) -> None:
         async with redis_errors():
             await self._redis.set(key, self.seal(session, key), ex=self.ttl(session))
-
-    async def delete(self, session_id: str) -> None:
-        await self.delete_key(self.key(session_id))
 
     async def delete_key(self, key: str) -> None:
         async with redis_errors():

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import secrets
+from functools import cache
 from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import APIRouter
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, Template, select_autoescape
 from starlette.responses import HTMLResponse
 
 from ..deps import ServicesDep
 
 router = APIRouter(include_in_schema=False)
-_template = Environment(
-    loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
-    autoescape=select_autoescape(default=True),
-).get_template("demo.html")
+
+
+@cache
+def _template() -> Template:
+    """Loaded on first use, not at import."""
+    return Environment(
+        loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
+        autoescape=select_autoescape(default=True),
+    ).get_template("demo.html")
 
 
 @router.get("/demo")
@@ -25,7 +31,7 @@ async def demo(services: ServicesDep) -> HTMLResponse:
     public = services.settings.public_url
     entry = services.settings.network_auth_url or public
     nonce = secrets.token_urlsafe(12)
-    html = _template.render(
+    html = _template().render(
         nonce=nonce,
         public_url=public,
         network_login=f"{entry}/auth/demo/login?return_to={quote(public + '/demo', safe='')}",
