@@ -64,7 +64,8 @@ class SessionAuth:
         cookie = self._cookies.read_session(request.cookies, app)
         return (cookie, "cookie") if cookie and len(cookie) <= 256 else None
 
-    async def current(self, request: Request, app_id: str, app: AppConfig) -> Caller | None:
+    async def _lookup(self, request: Request, app_id: str) -> Caller | None:
+        """The live session of this app behind the request's credential (one Redis GET)."""
         found = self.credential(request, app_id)
         if found is None:
             return None
@@ -73,6 +74,13 @@ class SessionAuth:
         session = self._sessions.decode(await self._sessions.raw(key), key)
         if session is None or session.app != app_id:
             return None
+        return Caller(key, session, via)
+
+    async def current(self, request: Request, app_id: str, app: AppConfig) -> Caller | None:
+        caller = await self._lookup(request, app_id)
+        if caller is None:
+            return None
+        key, session, via = caller.key, caller.session, caller.via
         if session.refresh_token and session.expires_at - self._clock() <= self._skew:
             session = await self._refresh(key, session, app)
         return Caller(key, session, via)
@@ -165,12 +173,8 @@ class SessionAuth:
 
     async def logout(self, request: Request, app_id: str) -> Session | None:
         """End the caller's session; the ended session (for Telenor's logout) or None."""
-        found = self.credential(request, app_id)
-        if found is None:
+        caller = await self._lookup(request, app_id)
+        if caller is None:
             return None
-        key = self._sessions.key(found[0])
-        session = self._sessions.decode(await self._sessions.raw(key), key)
-        if session is None or session.app != app_id:
-            return None
-        await self._sessions.delete_key(key)
-        return session
+        await self._sessions.delete_key(caller.key)
+        return caller.session
