@@ -24,13 +24,16 @@ from .cors import BrowserGuard, HttpsOnly
 from .crypto import Cipher
 from .deps import Services
 from .errors import BffError, problem_for, problem_response
+from .events import Events
 from .flow import LoginFlow
+from .logs import REDACTOR, AccessLog
+from .metrics import Metrics
 from .pages import Pages
 from .proxy import ApiProxy
 from .redis import create_redis
 from .routes import api, auth, demo, ops
 from .sessions import SessionAuth
-from .stores import Clock, HandoffStore, SessionStore, StateStore
+from .stores import Clock, HandoffStore, RateLimiter, SessionStore, StateStore
 from .telenor import Telenor
 
 log = logging.getLogger("line_auth_bff")
@@ -74,6 +77,10 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
     cookies = Cookies(settings)
     pages = Pages()
     cipher = Cipher(settings.keys())
+    metrics = Metrics()
+    # The redaction layer knows this configuration's literal secrets, whatever the log format.
+    REDACTOR.add(app.client_secret.get_secret_value() for app in settings.apps.values())
+    events = Events(metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -87,7 +94,17 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
             sessions = SessionStore(redis, prefix, cipher, settings.session_max_seconds, clock)
             handoffs = HandoffStore(redis, prefix, cipher, settings.handoff_ttl_seconds)
             states = StateStore(redis, prefix, settings.state_ttl_seconds, clock)
-            flow = LoginFlow(settings, states, sessions, handoffs, telenor, clock)
+            limiter = RateLimiter(
+                redis,
+                prefix,
+                {
+                    "login": settings.rate_limit_login_per_minute,
+                    "api": settings.rate_limit_api_per_minute,
+                },
+                clock,
+                lambda kind: events.rate_limited(kind, None),
+            )
+            flow = LoginFlow(settings, states, sessions, handoffs, telenor, clock, limiter, events)
             session_auth = SessionAuth(
                 sessions,
                 handoffs,
@@ -96,6 +113,8 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
                 settings.refresh_skew_seconds,
                 timeout + 1.0,
                 clock,
+                limiter,
+                events,
             )
             services = Services(
                 settings=settings,
@@ -103,9 +122,10 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
                 cookies=cookies,
                 flow=flow,
                 auth=session_auth,
-                proxy=ApiProxy(settings, telenor, session_auth),
+                proxy=ApiProxy(settings, telenor, session_auth, metrics),
                 pages=pages,
                 clock=clock,
+                metrics=metrics,
             )
             yield {"services": services}
         finally:
@@ -131,6 +151,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
 
     @app.exception_handler(BffError)
     async def on_bff_error(request: Request, exc: BffError) -> Response:
+        events.error(exc.code)
         if _is_page(request):
             return pages.error(request, exc)
         return problem_for(exc)
@@ -138,6 +159,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def on_http_error(request: Request, exc: HTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        events.error(code)
         if _is_page(request) and exc.status_code == 404:
             return pages.error(request, BffError("not_found"))
         headers = dict(exc.headers or {})
@@ -150,16 +172,27 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
             f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
             for err in exc.errors()[:5]
         )
+        events.error("invalid_request")
         return problem_response("invalid_request", detail[:500])
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unexpected error", extra={"error_type": type(exc).__name__})
+        # The traceback goes through the redacting formatter like every other line.
+        log.error("unexpected error", exc_info=exc, extra={"fields": {"route": _route(request)}})
+        events.error("internal")
         return problem_response("internal", "Something went wrong on our side.")
 
     # add_middleware wraps outward: the last added runs first.
-    app.add_middleware(BrowserGuard, settings=settings, cookies=cookies)
+    app.add_middleware(BrowserGuard, settings=settings, cookies=cookies, on_reject=events.rejected)
     app.add_middleware(HttpsOnly, settings=settings)
     # X-Forwarded-For/-Proto are believed only from BFF_TRUSTED_PROXIES.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    # Outermost: every response, including the middlewares' own refusals, gets a request id
+    # and one log line.
+    app.add_middleware(AccessLog)
     return app
+
+
+def _route(request: Request) -> str | None:
+    route = request.scope.get("route")
+    return getattr(route, "path", None)

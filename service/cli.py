@@ -6,8 +6,11 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -19,8 +22,27 @@ from .config import Settings, config_problems, generate_key
 def factory() -> FastAPI:
     """uvicorn's factory for `serve` (each worker builds its app from the environment)."""
     from .app import create_app
+    from .logs import configure_logging
 
-    return create_app(Settings())
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    return create_app(settings)
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """Several workers share metrics through files; a fresh directory per start of `serve`."""
+    from .metrics import MULTIPROC_ENV
+
+    if workers < 2:
+        return None
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()
+        return None
+    directory = tempfile.mkdtemp(prefix="bff-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    return directory
 
 
 def _print_validation(exc: ValidationError) -> None:
@@ -68,6 +90,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"refusing to start: {exc}", file=sys.stderr)
         print("run `line-auth-bff check-config` for the full list", file=sys.stderr)
         return 2
+    made = _metrics_dir(args.workers)
+    try:
+        _run(args)
+    finally:
+        if made:
+            shutil.rmtree(made, ignore_errors=True)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> None:
     uvicorn.run(
         "service.cli:factory",
         factory=True,
@@ -79,9 +111,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         proxy_headers=False,  # the app applies BFF_TRUSTED_PROXIES itself
         server_header=False,
         timeout_graceful_shutdown=20,
-        log_level="warning",
+        log_config=None,  # the factory routes uvicorn's loggers through ours
+        access_log=False,  # AccessLog writes one line per request, with its request id
     )
-    return 0
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -172,6 +172,10 @@ class Settings(BaseSettings):
     refresh_skew_seconds: int = Field(default=60, ge=0)
     apps: dict[str, AppConfig] = Field(default_factory=dict)
     apps_file: Path | None = None
+    rate_limit_login_per_minute: int = Field(default=60, ge=0)
+    rate_limit_api_per_minute: int = Field(default=600, ge=0)
+    log_format: Literal["json", "human"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1", "::1"]
     )
@@ -351,6 +355,8 @@ def config_problems(s: Settings) -> list[Problem]:
                 )
         if not app.pkce:
             warn(f"{prefix} PKCE is off (RFC 9700 §2.1.1 recommends it)")
+    if prod and not (s.rate_limit_login_per_minute and s.rate_limit_api_per_minute):
+        warn("a rate limit is off (BFF_RATE_LIMIT_*_PER_MINUTE=0)")
     if prod and s.trusted_proxies == ["127.0.0.1", "::1"]:
         warn(
             "BFF_TRUSTED_PROXIES is loopback only: behind a load balancer, list its addresses "

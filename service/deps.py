@@ -12,6 +12,7 @@ from starlette.requests import Request
 from .config import Settings
 from .cookies import Cookies
 from .flow import LoginFlow
+from .metrics import Metrics
 from .pages import Pages
 from .proxy import ApiProxy
 from .sessions import SessionAuth
@@ -30,6 +31,7 @@ class Services:
     proxy: ApiProxy
     pages: Pages
     clock: Clock
+    metrics: Metrics
 
 
 def get_services(request: Request) -> Services:

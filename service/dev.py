@@ -11,6 +11,7 @@ import uvicorn
 from .app import create_app
 from .config import Settings
 from .embedded import EmbeddedRedis
+from .logs import configure_logging
 from .sandbox import Sandbox
 
 DEMO_CLIENT_ID = "demo-client"
@@ -56,6 +57,7 @@ async def run_dev(port: int, host: str = "127.0.0.1") -> int:
         redis_url = redis.url
     try:
         settings = dev_settings(port, redis_url)
+        configure_logging("human", settings.log_level)
         sandbox = Sandbox(settings)
         servers = [
             uvicorn.Server(
@@ -63,12 +65,15 @@ async def run_dev(port: int, host: str = "127.0.0.1") -> int:
                     create_app(settings),
                     host=host,
                     port=port,
-                    log_level="warning",
+                    log_config=None,
+                    access_log=False,
                     proxy_headers=False,
                 )
             ),
             uvicorn.Server(
-                uvicorn.Config(sandbox.app, host=host, port=port + 1, log_level="warning")
+                uvicorn.Config(
+                    sandbox.app, host=host, port=port + 1, log_config=None, access_log=False
+                )
             ),
         ]
         print(

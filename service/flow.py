@@ -8,18 +8,21 @@ never reaches Telenor's token endpoint.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from .config import AppConfig, Settings
 from .crypto import digest, new_token, pkce_challenge
 from .errors import BffError, Flow
+from .events import Events
 from .return_urls import ReturnUrlPolicy, with_query
 from .stores import (
     Clock,
     Handoff,
     HandoffStore,
     LoginState,
+    RateLimiter,
     SessionStore,
     StateStore,
 )
@@ -56,7 +59,11 @@ class LoginFlow:
         handoffs: HandoffStore,
         telenor: Telenor,
         clock: Clock,
+        limiter: RateLimiter,
+        events: Events,
     ) -> None:
+        self._limiter = limiter
+        self._events = events
         self._settings = settings
         self._states = states
         self._sessions = sessions
@@ -89,6 +96,7 @@ class LoginFlow:
         code_challenge: str | None,
         code_challenge_method: str | None,
         bindings: list[str],
+        client_ip: str,
     ) -> Started:
         """A fresh single-use state and the Telenor authorize URL for it."""
         cfg = self.app(app_id)
@@ -110,6 +118,11 @@ class LoginFlow:
                 "code_challenge_method=S256.",
                 flow=base,
             )
+        try:
+            await self._limiter.hit("login", client_ip)
+        except BffError as exc:
+            exc.flow = base
+            raise
         binding = next((b for b in bindings if _BINDING.match(b)), None) or new_token(32)
         verifier = new_token(48) if cfg.pkce else None
         record = LoginState(
@@ -128,6 +141,7 @@ class LoginFlow:
             self._settings.callback_url(app_id),
             pkce_challenge(verifier) if verifier else None,
         )
+        self._events.login_started(app_id, mode)
         return Started(url, binding, record.created_at + self._settings.state_ttl_seconds)
 
     async def telenor_logout(self, access_token: str) -> None:
@@ -137,6 +151,17 @@ class LoginFlow:
     async def finish(self, app_id: str, params: Mapping[str, str], bindings: list[str]) -> Finished:
         """Validate the callback, redeem the code, create the session; raise BffError otherwise."""
         cfg = self.app(app_id)
+        try:
+            finished = await self._finish(app_id, cfg, params, bindings)
+        except BffError as exc:
+            self._events.login_failed(app_id, exc.code)
+            raise
+        self._events.login_completed(app_id, finished.mode)
+        return finished
+
+    async def _finish(
+        self, app_id: str, cfg: AppConfig, params: Mapping[str, str], bindings: list[str]
+    ) -> Finished:
         state = await self._states.consume(params.get("state", ""))
         error = params.get("error")
         flow = (
@@ -157,16 +182,20 @@ class LoginFlow:
         auth_code = params.get("code")
         if not auth_code or len(auth_code) > 512:
             raise BffError("bad_callback", flow=flow)
+        started = time.perf_counter()
         try:
             tokens = await self._telenor.exchange_code(
                 cfg, auth_code, self._settings.callback_url(app_id), state.verifier
             )
         except TokenError as exc:
+            self._events.token_exchange(app_id, "rejected", time.perf_counter() - started)
             raise BffError(
                 "token_rejected", f"Token endpoint said {exc.error}.", flow=flow
             ) from None
         except BffError as exc:
+            self._events.token_exchange(app_id, "unavailable", time.perf_counter() - started)
             raise BffError("telenor_unavailable", status=exc.status, flow=flow) from None
+        self._events.token_exchange(app_id, "ok", time.perf_counter() - started)
         session = self._sessions.new(
             app_id, tokens.access_token, tokens.expires_in, tokens.refresh_token
         )

@@ -7,16 +7,20 @@ so encoded traversal and host tricks have nothing to bend.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .config import Settings
 from .errors import BffError
+from .logs import request_id
+from .metrics import Metrics, status_class
 from .sessions import Caller, SessionAuth
 from .telenor import Telenor, classify
 
-FORWARD_REQUEST = frozenset({b"accept", b"accept-language", b"if-none-match", b"x-request-id"})
+FORWARD_REQUEST = frozenset({b"accept", b"accept-language", b"if-none-match"})
 KEEP_RESPONSE = frozenset(
     {"content-type", "etag", "cache-control", "last-modified", "content-language", "x-request-id"}
 )
@@ -25,7 +29,10 @@ KEEP_RESPONSE = frozenset(
 class ApiProxy:
     """Forwards one allow-listed GET to Telenor with the session's access token."""
 
-    def __init__(self, settings: Settings, telenor: Telenor, auth: SessionAuth) -> None:
+    def __init__(
+        self, settings: Settings, telenor: Telenor, auth: SessionAuth, metrics: Metrics
+    ) -> None:
+        self._metrics = metrics
         self._allowed = {app: frozenset(cfg.upstream_paths) for app, cfg in settings.apps.items()}
         self._apps = settings.apps
         self._telenor = telenor
@@ -47,13 +54,22 @@ class ApiProxy:
             if name in FORWARD_REQUEST
         ]
         headers.append(("Authorization", f"Bearer {caller.session.access_token}"))
+        rid = request_id.get()
+        if rid:
+            headers.append(("X-Request-ID", rid))
+        app = caller.session.app
+        started = time.perf_counter()
         try:
             upstream = await self._telenor.api.get(
                 f"{self._telenor.api_base}/{path}", headers=headers
             )
         except httpx.HTTPError as exc:
-            raise BffError(classify(exc)) from None
+            failure = classify(exc)
+            self._metrics.proxied.labels(app, path, failure.removeprefix("upstream_")).inc()
+            raise BffError(failure) from None
         status = upstream.status_code
+        self._metrics.proxy_latency.labels(app, path).observe(time.perf_counter() - started)
+        self._metrics.proxied.labels(app, path, status_class(status)).inc()
         if status == 401:
             # 40105 invalid / 40106 expired: the token is dead, so is the session.
             await self._auth.end(caller)

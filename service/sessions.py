@@ -17,7 +17,8 @@ from .config import AppConfig
 from .cookies import Cookies
 from .crypto import pkce_challenge
 from .errors import BffError
-from .stores import Clock, HandoffStore, Session, SessionStore
+from .events import Events
+from .stores import Clock, HandoffStore, RateLimiter, Session, SessionStore
 from .telenor import Telenor, TokenError
 
 REFRESH_LOCK_SECONDS = 15.0
@@ -45,7 +46,11 @@ class SessionAuth:
         refresh_skew: int,
         refresh_wait: float,
         clock: Clock,
+        limiter: RateLimiter,
+        events: Events,
     ) -> None:
+        self._limiter = limiter
+        self._events = events
         self._sessions = sessions
         self._handoffs = handoffs
         self._telenor = telenor
@@ -64,20 +69,24 @@ class SessionAuth:
         cookie = self._cookies.read_session(request.cookies, app)
         return (cookie, "cookie") if cookie and len(cookie) <= 256 else None
 
-    async def _lookup(self, request: Request, app_id: str) -> Caller | None:
-        """The live session of this app behind the request's credential (one Redis GET)."""
+    async def _lookup(self, request: Request, app_id: str, count: bool) -> Caller | None:
+        """The live session of this app behind the request's credential: one round trip,
+        which also counts the call against the session's rate limit when `count`."""
         found = self.credential(request, app_id)
         if found is None:
             return None
         session_id, via = found
         key = self._sessions.key(session_id)
-        session = self._sessions.decode(await self._sessions.raw(key), key)
+        blob = await (
+            self._sessions.raw_counted(key, self._limiter) if count else self._sessions.raw(key)
+        )
+        session = self._sessions.decode(blob, key)
         if session is None or session.app != app_id:
             return None
         return Caller(key, session, via)
 
     async def current(self, request: Request, app_id: str, app: AppConfig) -> Caller | None:
-        caller = await self._lookup(request, app_id)
+        caller = await self._lookup(request, app_id, count=True)
         if caller is None:
             return None
         key, session, via = caller.key, caller.session, caller.via
@@ -119,13 +128,22 @@ class SessionAuth:
         if not await self._sessions.lock(key, REFRESH_LOCK_SECONDS):
             return await self._await_other_refresh(key, session)
         try:
+            # Double-check under the lock: another worker may have refreshed since we read it
+            # (its refresh token is then spent, and using it would end the session).
+            current = self._sessions.decode(await self._sessions.raw(key), key)
+            if current is None:
+                raise BffError("session_expired")
+            if current.access_token != session.access_token:
+                return current
             assert session.refresh_token is not None
             try:
                 tokens = await self._telenor.refresh(app, session.refresh_token)
             except TokenError:
+                self._events.refreshed(session.app, "rejected")
                 await self._sessions.delete_key(key)
                 raise BffError("session_expired", "Telenor refused to refresh.") from None
             except BffError:
+                self._events.refreshed(session.app, "unavailable")
                 if self._clock() < session.expires_at:
                     return session  # Telenor is down but the token still works: use it.
                 raise
@@ -138,6 +156,7 @@ class SessionAuth:
                 tokens.refresh_token or session.refresh_token,
             )
             await self._sessions.replace(key, fresh)
+            self._events.refreshed(session.app, "ok")
             return fresh
         finally:
             await self._sessions.unlock(key)
@@ -173,8 +192,9 @@ class SessionAuth:
 
     async def logout(self, request: Request, app_id: str) -> Session | None:
         """End the caller's session; the ended session (for Telenor's logout) or None."""
-        caller = await self._lookup(request, app_id)
+        caller = await self._lookup(request, app_id, count=False)
         if caller is None:
             return None
         await self._sessions.delete_key(caller.key)
+        self._events.logout(app_id, caller.via)
         return caller.session

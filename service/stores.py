@@ -167,6 +167,72 @@ class SessionStore:
         async with redis_errors():
             return _bytes(await self._redis.get(key))
 
+    async def raw_counted(self, key: str, limiter: RateLimiter) -> bytes | None:
+        """The record and this session's API call count, in one round trip (a pipeline)."""
+        if not limiter.active("api"):
+            return await self.raw(key)
+        async with redis_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.get(key)
+            limiter.queue(pipe, "api", key.rpartition(":")[2][:32])
+            blob, count, _ = await pipe.execute()
+        if blob is not None:
+            limiter.enforce("api", count)
+        return _bytes(blob)
+
+
+class RateLimiter:
+    """Fixed one-minute windows counted in Redis (`{prefix}rl:{kind}:{subject}:{window}`).
+
+    The counters are shared by every worker and replica. `queue` adds the INCR and EXPIRE to a
+    pipeline the caller already sends (the session read), so a limit costs no extra round trip.
+    """
+
+    WINDOW = 60
+
+    def __init__(
+        self,
+        redis: Redis | RedisCluster,
+        prefix: str,
+        limits: dict[str, int],
+        clock: Clock,
+        on_limit: Callable[[str], None],
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix + "rl:"
+        self._limits = limits
+        self._clock = clock
+        self._on_limit = on_limit
+
+    def active(self, kind: str) -> bool:
+        return self._limits.get(kind, 0) > 0
+
+    def queue(self, pipe: Any, kind: str, subject: str) -> None:
+        key = f"{self._prefix}{kind}:{subject}:{int(self._clock() // self.WINDOW)}"
+        pipe.incr(key)
+        pipe.expire(key, self.WINDOW * 2)
+
+    def enforce(self, kind: str, count: int) -> None:
+        """429 with the seconds left in this window once `count` passes the limit."""
+        if count > self._limits[kind]:
+            self._on_limit(kind)
+            retry = self.WINDOW - int(self._clock() % self.WINDOW)
+            raise BffError(
+                "rate_limited",
+                f"At most {self._limits[kind]} per minute; try again in {retry} s.",
+                headers={"Retry-After": str(retry)},
+            )
+
+    async def hit(self, kind: str, subject: str) -> None:
+        """Count one event on its own (one round trip) and enforce the limit."""
+        if not self.active(kind):
+            return
+        async with redis_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            self.queue(pipe, kind, subject)
+            count, _ = await pipe.execute()
+        self.enforce(kind, count)
+
 
 @dataclass(frozen=True)
 class Handoff:

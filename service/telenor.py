@@ -15,6 +15,7 @@ import httpx
 
 from .config import AppConfig, TelenorSettings
 from .errors import BffError
+from .logs import request_id
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,14 @@ def _parse_tokens(response: httpx.Response) -> TokenSet:
     return TokenSet(token, lifetime, refresh if isinstance(refresh, str) and refresh else None)
 
 
+def _with_request_id(headers: dict[str, str]) -> dict[str, str]:
+    """The current request's id travels upstream so Telenor's logs and ours line up."""
+    rid = request_id.get()
+    if rid:
+        headers["X-Request-ID"] = rid
+    return headers
+
+
 class Telenor:
     """Talks to Telenor (or the sandbox) for one BFF; shared by every app."""
 
@@ -113,7 +122,7 @@ class Telenor:
                 self._settings.token,
                 data=form,
                 auth=(app.client_id, app.client_secret.get_secret_value()),
-                headers={"Accept": "application/json"},
+                headers=_with_request_id({"Accept": "application/json"}),
             )
         except httpx.HTTPError as exc:
             raise BffError(classify(exc)) from None
@@ -142,6 +151,6 @@ class Telenor:
         with contextlib.suppress(httpx.HTTPError):
             await self._oauth.get(
                 self._settings.logout,
-                headers={"Authorization": f"Bearer {access_token}"},
+                headers=_with_request_id({"Authorization": f"Bearer {access_token}"}),
                 timeout=self._settings.logout_timeout_seconds,
             )

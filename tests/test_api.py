@@ -259,7 +259,7 @@ async def test_refresh_across_two_instances_happens_once(make_bff, sandbox):
             results = await asyncio.gather(
                 *(b.get(f"{BFF}/api/web/user-info", headers=CSRF) for b in [b1, b2] * 5)
             )
-    assert [r.status_code for r in results] == [200] * 10
+    assert [r.status_code for r in results] == [200] * 10, [r.text for r in results]
     assert len(sandbox.calls("/oauth/v2/token")) == 1
 
 

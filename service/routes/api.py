@@ -43,6 +43,7 @@ async def start(app: str, body: StartRequest, request: Request, services: Servic
         body.code_challenge,
         body.code_challenge_method,
         services.cookies.read_binding(request.cookies, app),
+        request.client.host if request.client else "unknown",
     )
     response = JSONResponse(
         {"authorization_url": started.authorization_url, "expires_at": _iso(started.expires_at)},

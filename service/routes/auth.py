@@ -29,6 +29,7 @@ async def login(
         code_challenge,
         code_challenge_method,
         services.cookies.read_binding(request.cookies, app),
+        request.client.host if request.client else "unknown",
     )
     response = RedirectResponse(started.authorization_url, status_code=302)
     response.headers["Cache-Control"] = "no-store"

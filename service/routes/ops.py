@@ -34,3 +34,13 @@ async def readyz(services: ServicesDep) -> Response:
             "not_ready", f"Not answering: {', '.join(failed)}.", headers={"Retry-After": "5"}
         )
     return JSONResponse({"status": "ok", "checks": {"redis": "ok"}})
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics (summed over all workers); keep it off the public internet."""
+    return Response(services.metrics.render(), media_type=services.metrics.content_type)

@@ -1,0 +1,55 @@
+"""Auth and security events: each one is a log line and a metric, recorded in one call.
+
+Arguments are app ids (configured ones only), modes, error codes and outcomes: closed sets that
+are safe as metric labels and in logs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .logs import event
+from .metrics import Metrics
+
+
+class Events:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def login_started(self, app: str, mode: str) -> None:
+        self.metrics.login_started.labels(app, mode).inc()
+        event("login started", app=app, mode=mode)
+
+    def login_completed(self, app: str, mode: str) -> None:
+        self.metrics.login_completed.labels(app, mode).inc()
+        event("login completed", app=app, mode=mode)
+
+    def login_failed(self, app: str, reason: str) -> None:
+        self.metrics.login_failed.labels(app, reason).inc()
+        event("login failed", logging.WARNING, app=app, reason=reason)
+
+    def token_exchange(self, app: str, outcome: str, seconds: float) -> None:
+        self.metrics.token_exchange.labels(app, outcome).observe(seconds)
+
+    def refreshed(self, app: str, outcome: str) -> None:
+        self.metrics.refreshes.labels(app, outcome).inc()
+        level = logging.INFO if outcome == "ok" else logging.WARNING
+        event("token refresh", level, app=app, outcome=outcome)
+
+    def logout(self, app: str, via: str) -> None:
+        self.metrics.logouts.labels(app).inc()
+        event("logout", app=app, via=via)
+
+    def rejected(self, app: str, reason: str) -> None:
+        self.metrics.browser_rejections.labels(app, reason).inc()
+        event("request refused", logging.WARNING, app=app, reason=reason)
+
+    def rate_limited(self, kind: str, app: str | None) -> None:
+        self.metrics.rate_limited.labels(kind).inc()
+        event("rate limited", logging.WARNING, kind=kind, app=app)
+
+    def error(self, error: str) -> None:
+        """Every error response, by catalogue code; Redis outages also count as Redis errors."""
+        self.metrics.errors.labels(error).inc()
+        if error == "store_unavailable":
+            self.metrics.redis_errors.inc()
