@@ -84,7 +84,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        redis = create_redis(settings)
+        redis, close_redis = create_redis(settings)
         timeout = settings.telenor.timeout_seconds
         oauth_http = _http_client(timeout, 50)
         api_http = _http_client(timeout, 200)
@@ -131,7 +131,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         finally:
             await api_http.aclose()
             await oauth_http.aclose()
-            await redis.aclose()
+            await close_redis()
 
     app = FastAPI(
         title="Line Auth BFF",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
@@ -10,16 +12,18 @@ from redis.retry import Retry
 from .config import Settings
 
 
-def create_redis(settings: Settings) -> Redis | RedisCluster:
-    """A client for the configured deployment; bounded waits so an outage fails fast (503)."""
+def create_redis(settings: Settings) -> tuple[Redis | RedisCluster, Callable[[], Awaitable[None]]]:
+    """A client for the configured deployment (bounded waits so an outage fails fast: 503) and
+    the function that closes it and every connection it opened (Sentinel's included)."""
     timeout = settings.redis_timeout_seconds
     if settings.redis_cluster:
-        return RedisCluster.from_url(
+        cluster = RedisCluster.from_url(
             settings.redis_url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
+        return cluster, cluster.aclose
     if settings.redis_sentinels:
         hosts = []
         for entry in settings.redis_sentinels:
@@ -30,10 +34,17 @@ def create_redis(settings: Settings) -> Redis | RedisCluster:
         primary: Redis = sentinel.master_for(
             settings.redis_sentinel_service, retry=Retry(NoBackoff(), 1)
         )
-        return primary
-    return Redis.from_url(
+
+        async def close() -> None:
+            await primary.aclose()
+            for client in sentinel.sentinels:
+                await client.aclose()
+
+        return primary, close
+    client = Redis.from_url(
         settings.redis_url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
     )
+    return client, client.aclose

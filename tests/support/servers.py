@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import redis
 import uvicorn
 
-from service.embedded import EmbeddedRedis, free_port
+from service.embedded import EmbeddedRedis, free_port, server_binary
 
 
 def _pong(host: str, port: int) -> bool:
@@ -80,4 +85,111 @@ class ThreadedServer:
         self._thread.join(10)
 
 
-__all__ = ["Clock", "EmbeddedRedis", "ThreadedServer", "free_port", "shared_redis"]
+class LocalCluster:
+    """Three cluster-mode servers on loopback ports, slots split evenly (a real Redis Cluster)."""
+
+    def __init__(self, size: int = 3) -> None:
+        # The bus port is explicit: the default (port + 10000) overflows for high free ports.
+        self.bus_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            EmbeddedRedis(
+                None,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                str(bus),
+                "--cluster-node-timeout",
+                "2000",
+            )
+            for bus in self.bus_ports
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> LocalCluster:
+        for node in self.nodes:
+            node.start()
+        clients = [redis.Redis(port=node.port) for node in self.nodes]
+        per = 16384 // len(clients)
+        for i, client in enumerate(clients):
+            last = 16383 if i == len(clients) - 1 else (i + 1) * per - 1
+            client.execute_command("CLUSTER ADDSLOTSRANGE", i * per, last)
+        for node, bus in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
+            clients[0].execute_command("CLUSTER MEET", "127.0.0.1", node.port, bus)
+        deadline = time.monotonic() + 20
+
+        def converged(client: redis.Redis) -> bool:
+            info = client.execute_command("CLUSTER INFO")  # parsed into a dict by redis-py
+            return bool(
+                info["cluster_state"] == "ok"
+                and int(info["cluster_known_nodes"]) == len(clients)
+                and int(info["cluster_slots_ok"]) == 16384
+            )
+
+        while not all(converged(c) for c in clients):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the local cluster did not converge")
+            time.sleep(0.05)
+        for client in clients:
+            client.close()
+        return self
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+
+class LocalSentinel:
+    """A primary and one Sentinel watching it as `mymaster`."""
+
+    def __init__(self, service: str = "mymaster") -> None:
+        self.service = service
+        self.primary = EmbeddedRedis()
+        self.port = free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix="bff-sentinel-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> LocalSentinel:
+        self.primary.start()
+        conf = self._dir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
+            f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 1\n"
+            f"sentinel down-after-milliseconds {self.service} 5000\n"
+        )
+        self._proc = subprocess.Popen(
+            [server_binary(), str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _pong("127.0.0.1", self.port):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("the sentinel did not start")
+            time.sleep(0.02)
+        return self
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(5)
+        self.primary.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+__all__ = [
+    "Clock",
+    "EmbeddedRedis",
+    "LocalCluster",
+    "LocalSentinel",
+    "ThreadedServer",
+    "free_port",
+    "shared_redis",
+]

@@ -1,0 +1,301 @@
+"""Metrics, logs, request ids, redaction, rate limits, trusted proxies (issue 7)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from service.crypto import new_token, pkce_challenge
+from service.logs import REDACTOR, JsonFormatter, Redactor
+from service.sandbox.app import ForcedResponse
+from tests.conftest import SECRETS
+from tests.support.browser import APP_ORIGIN, BFF, query, walk_login
+
+CSRF = {"X-CSRF": "1"}
+pytestmark = pytest.mark.usefixtures("sandbox")
+
+
+@pytest.fixture
+def log_output() -> Iterator[Callable[[], str]]:
+    """Everything every logger writes at DEBUG, through the service's own JSON formatter."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield stream.getvalue
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def sample(metrics: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text, 0 when absent."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if labels else "") + r" (\S+)"
+    found = re.search(f"^{pattern}$", metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_metrics_count_the_flow_by_app_reason_path_and_status(bff, browser, sandbox):
+    """Logins started/completed/failed, token exchange, proxied calls, rejections, Redis errors."""
+    await walk_login(browser)
+    walk = await walk_login(browser, decision="deny")
+    assert walk.final.status_code == 403
+    replay = await browser.get(walk.callback_url)
+    assert replay.status_code in (400, 403)
+    ok = await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)
+    sandbox.faults.responses = [ForcedResponse("user-info", 500, 1)]
+    failed = await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)
+    refused = await browser.get(f"{BFF}/api/web/user-info")  # no X-CSRF
+    assert (ok.status_code, failed.status_code, refused.status_code) == (200, 502, 401)
+
+    text = (await browser.get(f"{BFF}/metrics")).text
+    assert sample(text, "bff_login_started_total", app="web", mode="cookie") == 2
+    assert sample(text, "bff_login_completed_total", app="web", mode="cookie") == 1
+    assert sample(text, "bff_login_failed_total", app="web", reason="access_denied") >= 1
+    assert sample(text, "bff_token_exchange_seconds_count", app="web", outcome="ok") == 1
+    path = "user-info/v1/users"
+    assert sample(text, "bff_proxy_requests_total", app="web", path=path, status="2xx") == 1
+    assert sample(text, "bff_proxy_requests_total", app="web", path=path, status="5xx") == 1
+    assert sample(text, "bff_proxy_upstream_seconds_count", app="web", path=path) == 2
+    assert sample(text, "bff_browser_rejections_total", app="web", reason="csrf_header") == 1
+    assert sample(text, "bff_errors_total", code="upstream_error") == 1
+    assert "bff_redis_errors_total 0.0" in text
+    assert "bff_rate_limited_total" in text
+
+
+async def test_redis_errors_are_counted(make_bff, private_redis):
+    async with make_bff(redis_url=private_redis.url) as bff, bff.browser() as browser:
+        private_redis.stop()
+        r = await browser.get(f"{BFF}/api/web/user-info", headers={"Authorization": "Bearer x"})
+        assert r.status_code == 503
+        text = (await browser.get(f"{BFF}/metrics")).text
+        assert sample(text, "bff_redis_errors_total") == 1
+
+
+async def test_request_id_is_generated_accepted_or_replaced_and_sent_upstream(
+    browser, sandbox, log_output
+):
+    """Valid ids are kept, absent or unsafe ones replaced; the id reaches Telenor and the log."""
+    await walk_login(browser)
+    sandbox.requests.clear()
+    kept = await browser.get(
+        f"{BFF}/api/web/user-info", headers={**CSRF, "X-Request-ID": "trace-42.a"}
+    )
+    assert kept.headers["x-request-id"] == "trace-42.a"
+    assert sandbox.calls("/user-info/v1/users")[0].headers["x-request-id"] == "trace-42.a"
+    made = await browser.get(f"{BFF}/healthz")
+    assert re.fullmatch(r"[0-9a-f]{16}", made.headers["x-request-id"])
+    unsafe = await browser.get(f"{BFF}/healthz", headers={"X-Request-ID": "a b\n{evil}"})
+    assert re.fullmatch(r"[0-9a-f]{16}", unsafe.headers["x-request-id"])
+    records = lines(log_output())
+    access = [r for r in records if r["logger"] == "line_auth_bff.access"]
+    assert {"request_id": "trace-42.a", "status": 200, "route": "/api/{app}/user-info"}.items() <= (
+        next(r for r in access if r.get("request_id") == "trace-42.a").items()
+    )
+
+
+async def test_one_access_line_per_request_with_the_route_template_not_the_raw_path(
+    browser, log_output
+):
+    await browser.get(f"{BFF}/api/web/telenor/some/private/path", headers=CSRF)
+    await browser.get(f"{BFF}/no/such/thing")
+    access = [r for r in lines(log_output()) if r["logger"] == "line_auth_bff.access"]
+    assert [(r["method"], r["route"], r["status"]) for r in access] == [
+        ("GET", "/api/{app}/telenor/{path:path}", 404),
+        ("GET", None, 404),
+    ]
+    assert all(isinstance(r["duration_ms"], float) and r["client"] for r in access)
+    ours = [r for r in lines(log_output()) if str(r["logger"]).startswith("line_auth_bff")]
+    assert ours and "private" not in json.dumps(ours)  # (the test's own httpx logs the URL)
+
+
+async def test_auth_events_are_logged_with_their_reasons(browser, log_output):
+    await walk_login(browser)
+    await walk_login(browser, decision="deny")
+    await browser.post(f"{BFF}/auth/web/logout", headers=CSRF)
+    events = [
+        (r["msg"], r.get("reason") or r.get("mode") or r.get("via"))
+        for r in lines(log_output())
+        if r["logger"] == "line_auth_bff"
+    ]
+    assert events == [
+        ("login started", "cookie"),
+        ("login completed", "cookie"),
+        ("login started", "cookie"),
+        ("login failed", "access_denied"),
+        ("logout", "cookie"),
+    ]
+
+
+def test_redactor_scrubs_secrets_from_messages_and_tracebacks():
+    """Even a traceback that carries tokens is scrubbed; ordinary words and ids survive."""
+    token = new_token(32)
+    redact = Redactor(["client-secret-literal"])
+    try:
+        raise ValueError(f"upstream said no to {token} with client-secret-literal")
+    except ValueError:
+        record = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "GET /cb?code=abc123&state=%s", ("st",), None
+        )
+        record.exc_info = sys.exc_info()
+    text = JsonFormatter().format(record)
+    assert token not in text
+    assert "code=[redacted]" in text and "state=[redacted]" in text
+    samples = {
+        "Authorization: Bearer abc.def-ghi": "Authorization: Bearer [redacted]",
+        'cookie: __Host-Http-bff-web="v"; x=1': "cookie: [redacted]",
+        '{"session_token": "s3cr3t"}': '{"session_token": "[redacted]"}',
+        "request 0b8e6f1c-7a39-4c1e-9d5e-2f6a1b3c4d5e done": (
+            "request 0b8e6f1c-7a39-4c1e-9d5e-2f6a1b3c4d5e done"
+        ),
+        "in asyncio_default_fixture_loop_scope": "in asyncio_default_fixture_loop_scope",
+    }
+    for raw, expected in samples.items():
+        assert redact(raw) == expected
+    assert redact("the client-secret-literal leaked") == "the [secret] leaked"
+
+
+async def test_whole_flow_leaves_no_secret_in_any_log_line_or_metric(make_bff, sandbox, log_output):
+    """Login, deny, proxy, handoff, logout and failures; then every secret is searched for."""
+    secrets: list[str] = [*SECRETS]
+    async with make_bff() as bff, bff.browser() as browser:
+        walk = await walk_login(browser, network=True)
+        secrets += [query(walk.callback_url)["code"], query(walk.authorize_url)["state"]]
+        secrets += [v for k, v in browser.cookies.items() if "bff-" in k]
+        assert (await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)).status_code == 200
+        denied = await walk_login(browser, decision="deny")
+        secrets.append(query(denied.authorize_url)["state"])
+        await browser.get(walk.callback_url)  # replayed code
+        await browser.get(f"{BFF}/auth/web/callback?code=forged-code-value-1&state=forged")
+        sandbox.faults.responses = [ForcedResponse("user-info", 401, 1)]
+        await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)  # ends the session
+        # Mobile: handoff code and bearer session token.
+        verifier = new_token(48)
+        async with bff.browser() as webview:
+            mobile = await walk_login(
+                webview,
+                "mobile",
+                return_to="myapp://auth",
+                mode="handoff",
+                challenge=pkce_challenge(verifier),
+            )
+            secrets += [query(mobile.callback_url)["code"], verifier]
+            secrets += [v for _, v in webview.cookies.items()]
+        handoff = query(mobile.final.headers["location"])["handoff"]
+        secrets.append(handoff)
+        redeemed = await browser.post(
+            f"{BFF}/api/mobile/session/handoff",
+            json={"handoff_code": handoff, "code_verifier": verifier},
+        )
+        token = redeemed.json()["session_token"]
+        secrets.append(token)
+        bearer = {"Authorization": f"Bearer {token}"}
+        await browser.get(f"{BFF}/api/mobile/device-info", headers=bearer)
+        again = await browser.post(  # a replayed handoff code
+            f"{BFF}/api/mobile/session/handoff",
+            json={"handoff_code": handoff, "code_verifier": verifier},
+        )
+        assert again.status_code == 400
+        await browser.post(f"{BFF}/auth/mobile/logout", headers=bearer)
+        metrics = (await browser.get(f"{BFF}/metrics")).text
+    secrets += list(sandbox.tokens)
+    logged = log_output()
+    assert "login completed" in logged and "logout" in logged
+    assert len(lines(logged)) > 30
+    secrets = [s for s in secrets if s]
+    assert len(secrets) >= 15
+    for secret in secrets:
+        assert secret not in logged, "a secret reached the log"
+        assert secret not in metrics, "a secret reached /metrics"
+
+
+async def test_login_rate_limit_is_per_client_ip_and_shared_by_two_instances(make_bff):
+    """3 starts a minute per IP across both instances; the 4th: 429 page / problem + Retry-After."""
+    async with (
+        make_bff(rate_limit_login_per_minute=3) as one,
+        make_bff(rate_limit_login_per_minute=3) as two,
+    ):
+        async with one.browser("198.51.100.7") as a, two.browser("198.51.100.7") as b:
+            url = f"{BFF}/auth/web/login?return_to={APP_ORIGIN}/done"
+            statuses = [(await c.get(url)).status_code for c in (a, b, a)]
+            assert statuses == [302, 302, 302]
+            page = await b.get(url)
+            assert page.status_code == 429
+            assert page.headers["content-type"].startswith("text/html")
+            assert 0 < int(page.headers["retry-after"]) <= 60
+            api = await a.post(
+                f"{BFF}/api/web/auth/start", json={"return_to": f"{APP_ORIGIN}/done"}
+            )
+            assert api.status_code == 429
+            assert api.headers["content-type"] == "application/problem+json"
+            assert api.json()["type"].endswith("rate_limited") and api.headers["retry-after"]
+        async with one.browser("198.51.100.8") as elsewhere:
+            assert (await elsewhere.get(url)).status_code == 302
+        one.clock.advance(60)  # the next window
+        async with one.browser("198.51.100.7") as a:
+            assert (await a.get(url)).status_code == 302
+        async with one.browser() as ops:
+            text = (await ops.get(f"{BFF}/metrics")).text
+        assert sample(text, "bff_rate_limited_total", kind="login") == 1
+
+
+async def test_api_rate_limit_is_per_session_and_shared_by_two_instances(make_bff):
+    async with (
+        make_bff(rate_limit_api_per_minute=4) as one,
+        make_bff(rate_limit_api_per_minute=4) as two,
+        one.browser() as b1,
+        two.browser() as b2,
+    ):
+        await walk_login(b1)
+        b2.cookies.set("__Host-Http-bff-web", b1.cookies.get("__Host-Http-bff-web"), "bff.test")
+        url = f"{BFF}/api/web/user-info"
+        headers = {**CSRF, "Origin": APP_ORIGIN}
+        codes = [(await b.get(url, headers=headers)).status_code for b in (b1, b2, b1, b2)]
+        assert codes == [200] * 4
+        limited = await b2.get(url, headers=headers)
+        assert limited.status_code == 429
+        assert limited.json()["type"].endswith(":rate_limited")
+        assert 0 < int(limited.headers["retry-after"]) <= 60
+        # The SPA can read it: CORS headers are on the 429 too.
+        assert limited.headers["access-control-allow-origin"] == APP_ORIGIN
+        async with one.browser() as fresh:  # another session has its own budget
+            await walk_login(fresh, msisdn="4790000002")
+            assert (await fresh.get(url, headers=CSRF)).status_code == 200
+
+
+async def test_forged_forwarded_for_from_an_untrusted_peer_changes_nothing(make_bff, log_output):
+    """XFF is believed from BFF_TRUSTED_PROXIES only: the rate-limit bucket and the log agree."""
+    async with make_bff(rate_limit_login_per_minute=2) as bff:
+        url = f"{BFF}/auth/web/login?return_to={APP_ORIGIN}/done"
+        async with bff.browser("203.0.113.9") as untrusted:
+            codes = [
+                (await untrusted.get(url, headers={"X-Forwarded-For": f"10.0.0.{i}"})).status_code
+                for i in range(3)
+            ]
+        assert codes == [302, 302, 429]
+        async with bff.browser("127.0.0.1") as proxy:  # a trusted proxy: one bucket per client
+            codes = [
+                (await proxy.get(url, headers={"X-Forwarded-For": f"10.0.1.{i}"})).status_code
+                for i in range(3)
+            ]
+        assert codes == [302, 302, 302]
+    clients = [r["client"] for r in lines(log_output()) if r["logger"] == "line_auth_bff.access"]
+    assert clients == ["203.0.113.9"] * 3 + ["10.0.1.0", "10.0.1.1", "10.0.1.2"]
+
+
+def test_the_redactor_knows_every_configured_client_secret(bff):
+    for secret in SECRETS:
+        assert REDACTOR(f"x {secret} y") == "x [secret] y"

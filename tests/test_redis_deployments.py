@@ -1,0 +1,140 @@
+"""Redis Cluster, Sentinel, and an outage in the middle of a burst (issue 7)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis as sync_redis
+
+from service.crypto import new_token, pkce_challenge
+from service.embedded import EmbeddedRedis
+from tests.support.browser import APP_ORIGIN, BFF, query, walk_login
+from tests.support.servers import LocalCluster, LocalSentinel
+
+CSRF = {"X-CSRF": "1"}
+pytestmark = pytest.mark.usefixtures("sandbox")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    nodes = LocalCluster().start()
+    yield nodes
+    nodes.close()
+
+
+@pytest.fixture(scope="module")
+def sentinel() -> Iterator[LocalSentinel]:
+    watched = LocalSentinel().start()
+    yield watched
+    watched.close()
+
+
+async def full_flow(bff) -> None:
+    """Cookie login → proxy → logout, and handoff → bearer → logout, on this BFF."""
+    async with bff.browser() as browser:
+        walk = await walk_login(browser)
+        assert walk.final.status_code == 302
+        assert (await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)).status_code == 200
+        assert (await browser.get(f"{BFF}/api/web/device-info", headers=CSRF)).status_code == 200
+        assert (await browser.post(f"{BFF}/auth/web/logout", headers=CSRF)).status_code == 204
+        after = await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)
+        assert after.status_code == 401
+        verifier = new_token(48)
+        mobile = await walk_login(
+            browser,
+            "mobile",
+            return_to="myapp://auth",
+            mode="handoff",
+            challenge=pkce_challenge(verifier),
+        )
+        handoff = query(mobile.final.headers["location"])["handoff"]
+        redeemed = await browser.post(
+            f"{BFF}/api/mobile/session/handoff",
+            json={"handoff_code": handoff, "code_verifier": verifier},
+        )
+        bearer = {"Authorization": f"Bearer {redeemed.json()['session_token']}"}
+        assert (await browser.get(f"{BFF}/api/mobile/user-info", headers=bearer)).status_code == 200
+        assert (await browser.post(f"{BFF}/auth/mobile/logout", headers=bearer)).status_code == 204
+        ready = await browser.get(f"{BFF}/readyz")
+        assert ready.status_code == 200
+
+
+async def test_full_flow_on_a_real_redis_cluster(make_bff, cluster, prefix):
+    """Three cluster-mode servers: every operation is single-key (or a cross-slot pipeline)."""
+    async with make_bff(redis_url=cluster.url, redis_cluster=True) as bff:
+        await full_flow(bff)
+        async with bff.browser() as browser:  # leave a session to find in the cluster
+            await walk_login(browser)
+            await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)
+    # The keys really are spread over the nodes (session, rate-limit counters).
+    holders = 0
+    for node in cluster.nodes:
+        client = sync_redis.Redis(port=node.port)
+        holders += any(True for _ in client.scan_iter(match=f"{prefix}*"))
+        client.close()
+    assert holders >= 2
+
+
+async def test_full_flow_through_sentinel(make_bff, sentinel):
+    async with make_bff(
+        redis_sentinels=[sentinel.address], redis_sentinel_service=sentinel.service
+    ) as bff:
+        await full_flow(bff)
+    client = sync_redis.Redis(port=sentinel.primary.port)
+    assert client.dbsize() > 0  # the data went to the primary Sentinel named
+    client.close()
+
+
+@pytest.fixture
+def durable_redis() -> Iterator[EmbeddedRedis]:
+    """A private Redis that keeps its data across a stop (AOF, fsync always)."""
+    server = EmbeddedRedis(None, "--appendonly", "yes", "--appendfsync", "always").start()
+    yield server
+    server.close()
+
+
+async def test_redis_stopping_mid_burst_gives_only_503s_and_sessions_survive(
+    make_bff, durable_redis
+):
+    """Logins and API calls in flight while Redis stops: 2xx/3xx or 503 (+ Retry-After), never
+    a 500; after Redis is back the same sessions work again."""
+    async with make_bff(redis_url=durable_redis.url) as bff:
+        browsers = [bff.browser() for _ in range(3)]
+        for i, b in enumerate(browsers):
+            await walk_login(b, msisdn=f"479000000{i + 1}")
+        responses: list[httpx.Response] = []
+        stopped = asyncio.Event()
+
+        async def traffic(b: httpx.AsyncClient, n: int) -> None:
+            for i in range(n):
+                if i % 3 == 0:
+                    url = f"{BFF}/auth/web/login?return_to={APP_ORIGIN}/done"
+                    responses.append(await b.get(url))
+                else:
+                    responses.append(await b.get(f"{BFF}/api/web/user-info", headers=CSRF))
+                if len(responses) == 40 and not stopped.is_set():
+                    stopped.set()
+                    await asyncio.to_thread(durable_redis.stop)
+
+        await asyncio.gather(*(traffic(b, 40) for b in browsers))
+        assert stopped.is_set()
+        statuses = [r.status_code for r in responses]
+        assert 500 not in statuses and set(statuses) <= {200, 302, 503}
+        assert statuses.count(503) >= 40  # everything after the stop
+        for r in responses:
+            if r.status_code != 503:
+                continue
+            assert r.headers["retry-after"] == "2"
+            if r.request.url.path.startswith("/api/"):
+                assert r.headers["content-type"] == "application/problem+json"
+                assert r.json()["type"].endswith(":store_unavailable")
+            else:
+                assert r.headers["content-type"].startswith("text/html")
+        durable_redis.start()
+        for b in browsers:
+            again = await b.get(f"{BFF}/api/web/user-info", headers=CSRF)
+            assert again.status_code == 200, again.text
+            await b.aclose()
