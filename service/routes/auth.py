@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..deps import ServicesDep
+from .api import PROBLEMS
 
+# Browser-flow failures are the bilingual error page (DESIGN §7), not JSON.
+PAGES: dict[int | str, dict[str, Any]] = {
+    status: {"description": "The error page (nb/en)", "content": {"text/html": {}}}
+    for status in (400, 403, 404, 429, 502, 503, 504)
+}
 router = APIRouter(tags=["browser flow"])
 
 
-@router.get("/auth/{app}/login", status_code=302, response_class=RedirectResponse)
+@router.get("/auth/{app}/login", status_code=302, response_class=RedirectResponse, responses=PAGES)
 async def login(
     app: str,
     request: Request,
@@ -40,7 +48,9 @@ async def login(
     return response
 
 
-@router.get("/auth/{app}/callback", status_code=302, response_class=RedirectResponse)
+@router.get(
+    "/auth/{app}/callback", status_code=302, response_class=RedirectResponse, responses=PAGES
+)
 async def callback(app: str, request: Request, services: ServicesDep) -> Response:
     """The callback registered at Telenor: check state and browser, redeem the code, sign in."""
     finished = await services.flow.finish(
@@ -55,7 +65,7 @@ async def callback(app: str, request: Request, services: ServicesDep) -> Respons
     return response
 
 
-@router.post("/auth/{app}/logout", status_code=204, response_class=Response)
+@router.post("/auth/{app}/logout", status_code=204, response_class=Response, responses=PROBLEMS)
 async def logout(
     app: str, request: Request, services: ServicesDep, background: BackgroundTasks
 ) -> Response:

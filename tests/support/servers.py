@@ -54,14 +54,14 @@ class Clock:
 class ThreadedServer:
     """uvicorn serving an ASGI app from a background thread on a loopback port."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, lifespan: str = "off") -> None:
         self.port = port or free_port()
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
-            lifespan="off",
+            lifespan=lifespan,
             timeout_graceful_shutdown=1,
         )
         self.server = uvicorn.Server(config)
