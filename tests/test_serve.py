@@ -1,0 +1,148 @@
+"""`line-auth-bff serve` as a real process: JSON logs on stdout, graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from service.embedded import free_port
+from tests.conftest import APPS, KEYS
+from tests.support.browser import walk_login
+
+
+def _refuses(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return False
+    except OSError:
+        return True
+
+
+def _apps_toml(path: Path) -> Path:
+    lines = []
+    for app, fields in APPS.items():
+        lines.append(f"[apps.{app}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in fields.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def serve_env(redis_url: str, prefix: str, sandbox_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BFF_ENV": "production",
+        "BFF_PUBLIC_URL": "https://bff.test",
+        "BFF_REDIS_URL": redis_url,
+        "BFF_REDIS_KEY_PREFIX": prefix,  # the sessions of the in-process BFF of the test
+        "BFF_SESSION_KEYS": KEYS,
+        "BFF_TELENOR__BASE_URL": sandbox_url,
+        "BFF_APPS_FILE": str(_apps_toml(tmp_path / "apps.toml")),
+        "BFF_TRUSTED_PROXIES": "127.0.0.1",
+    }
+
+
+def start_serve(env: dict[str, str], cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        + list(args),
+        env=env,
+        cwd=cwd,  # no .env here
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    return proc, port
+
+
+async def wait_ready(client: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if (await client.get("/readyz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+        await asyncio.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> str:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    output = proc.stdout.read().decode() if proc.stdout else ""
+    if proc.stdout:
+        proc.stdout.close()
+    return output
+
+
+async def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_cleanly(
+    browser, sandbox, sandbox_url, redis_url, prefix, tmp_path
+):
+    await walk_login(browser)
+    cookie = browser.cookies.get("__Host-Http-bff-web")
+    proc, port = start_serve(serve_env(redis_url, prefix, sandbox_url, tmp_path), tmp_path)
+    try:
+        headers = {
+            "X-Forwarded-Proto": "https",
+            "X-CSRF": "1",
+            "Cookie": f"__Host-Http-bff-web={cookie}",
+        }
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as client:
+            await wait_ready(client, proc)
+            sandbox.faults.latency = {"user-info": 1.5}
+            slow = asyncio.create_task(client.get("/api/web/user-info"))
+            while not sandbox.calls("/user-info/v1/users"):  # the call is at Telenor now
+                await asyncio.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            while not _refuses(port):  # new connections are refused while it drains
+                assert not slow.done(), "the listener stayed open for the whole request"
+                await asyncio.sleep(0.01)
+            response = await slow
+        assert response.status_code == 200 and response.json()["mobileNumber"] == "4790000001"
+        # uvicorn re-raises the signal once shut down, so supervisors see "terminated by TERM".
+        assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
+    finally:
+        output = stop(proc)
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    access = [r for r in records if r.get("logger") == "line_auth_bff.access"]
+    assert {"route": "/api/{app}/user-info", "status": 200}.items() <= access[-1].items()
+    assert cookie not in output
+    messages = [r["msg"] for r in records]
+    assert "Waiting for application shutdown." in messages  # the lifespan closed the clients
+    assert "Application shutdown complete." in messages
+
+
+async def test_metrics_are_summed_over_two_workers(sandbox_url, redis_url, prefix, tmp_path):
+    """With --workers 2 each scrape sees every worker's counts, whichever worker answers."""
+    env = serve_env(redis_url, prefix, sandbox_url, tmp_path)
+    proc, port = start_serve(env, tmp_path, "--workers", "2")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        headers = {"X-Forwarded-Proto": "https"}
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as client:
+            await wait_ready(client, proc)
+            for _ in range(30):  # new connections: the kernel spreads them over the workers
+                async with httpx.AsyncClient(base_url=base, headers=headers) as one:
+                    r = await one.get("/auth/web/login?return_to=https://app.bff.test/done")
+                    assert r.status_code == 302
+            for _ in range(10):
+                async with httpx.AsyncClient(base_url=base, headers=headers) as one:
+                    text = (await one.get("/metrics")).text
+                    assert 'bff_login_started_total{app="web",mode="cookie"} 30.0' in text
+    finally:
+        stop(proc)
