@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -36,6 +37,14 @@ def _apps_toml(path: Path) -> Path:
     return path
 
 
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll a condition another thread or process makes true (bounded)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
 def serve_env(redis_url: str, prefix: str, sandbox_url: str, tmp_path: Path) -> dict[str, str]:
     return {
         **os.environ,
@@ -53,8 +62,17 @@ def serve_env(redis_url: str, prefix: str, sandbox_url: str, tmp_path: Path) -> 
 def start_serve(env: dict[str, str], cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        + list(args),
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *args,
+        ],
         env=env,
         cwd=cwd,  # no .env here
         stdout=subprocess.PIPE,
@@ -106,8 +124,7 @@ async def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_cl
             await wait_ready(client, proc)
             sandbox.faults.latency = {"user-info": 1.5}
             slow = asyncio.create_task(client.get("/api/web/user-info"))
-            while not sandbox.calls("/user-info/v1/users"):  # the call is at Telenor now
-                await asyncio.sleep(0.01)
+            await until(lambda: bool(sandbox.calls("/user-info/v1/users")))  # at Telenor now
             proc.send_signal(signal.SIGTERM)
             while not _refuses(port):  # new connections are refused while it drains
                 assert not slow.done(), "the listener stayed open for the whole request"
