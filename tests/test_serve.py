@@ -37,9 +37,9 @@ def _apps_toml(path: Path) -> Path:
     return path
 
 
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     """Poll a condition another thread or process makes true (bounded)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
