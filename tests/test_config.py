@@ -178,3 +178,21 @@ def test_check_config_lists_each_problem_and_never_a_secret(tmp_path):
     assert any("outside allowed_origins" in line for line in fatal_lines)
     assert any("client secret is missing" in line for line in fatal_lines)
     assert secret not in out
+
+
+@pytest.mark.parametrize(
+    ("values", "app", "expected", "is_fatal"),
+    [
+        ({}, {"pkce": False}, "PKCE is off", False),
+        ({}, {"allowed_origins": ["http://app.example.no"]}, "is http in production", True),
+        ({}, {}, "BFF_TRUSTED_PROXIES is loopback only", False),
+        ({"rate_limit_api_per_minute": 0}, {}, "rate limit is off", False),
+    ],
+    ids=["pkce-off", "http-origin", "no-trusted-proxies", "rate-limit-off"],
+)
+def test_security_posture_findings(values, app, expected, is_fatal):
+    """check-config reports the posture: PKCE, http origins, proxies, rate limits."""
+    problems = config_problems(settings(apps={"shop": {**GOOD_APP, **app}}, **values))
+    assert [p.fatal for p in problems if expected in p.message] == [is_fatal]
+    ok = settings(trusted_proxies=["10.0.0.0/8"])
+    assert config_problems(ok) == []
