@@ -98,15 +98,20 @@ class JsonFormatter(logging.Formatter):
         return REDACTOR(json.dumps(out, default=str, ensure_ascii=False))
 
 
+_IN_MESSAGE = frozenset({"method", "route", "status"})
+
+
 class HumanFormatter(logging.Formatter):
-    """`12:00:01 INFO  GET /api/{app}/user-info 200 3.1ms app=demo` for `dev`."""
+    """`12:00:01 INFO  GET /api/{app}/user-info 200 duration_ms=3.1 client=…` for `dev`."""
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         fields = getattr(record, "fields", None)
         extra = ""
         if isinstance(fields, dict):
-            extra = " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+            extra = " " + " ".join(
+                f"{k}={v}" for k, v in fields.items() if v is not None and k not in _IN_MESSAGE
+            )
         text = f"{stamp} {record.levelname:<5} {record.getMessage()}{extra}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)

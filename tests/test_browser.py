@@ -1,0 +1,218 @@
+"""The demo, the sandbox and the error page in real headless Chromium (issue 8).
+
+`dev`-style servers on loopback ports (the demo app, the sandbox on the next port, a real Redis),
+driven by Playwright through Debian's /usr/bin/chromium (no browser is downloaded). Each test
+leaves a screenshot of its end state in artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis as sync_redis
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from service.app import create_app
+from service.dev import dev_settings
+from service.sandbox import Sandbox
+from tests.support.servers import ThreadedServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(os.environ.get("BFF_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As the machine-kind notes advise: no sandbox as root, and nothing phoning home.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+if not Path(CHROMIUM).exists():  # scripts/test installs it; a bare `pytest` may not have it
+    pytest.skip(
+        "Chromium is not installed (./scripts/test installs Debian's chromium package)",
+        allow_module_level=True,
+    )
+
+
+@dataclass
+class Dev:
+    url: str  # the BFF (and the demo page)
+    sandbox_url: str
+    sandbox: Sandbox
+
+
+def _adjacent_ports() -> int:
+    """A port whose successor is free too (`dev` puts the sandbox on port + 1)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+@pytest.fixture(scope="module")
+def dev(redis_url: str) -> Iterator[Dev]:
+    port = _adjacent_ports()
+    prefix = f"browser:{uuid.uuid4().hex[:8]}:"
+    settings = dev_settings(port, redis_url).model_copy(update={"redis_key_prefix": prefix})
+    sandbox = Sandbox(settings)
+    upstream = ThreadedServer(sandbox.app, port=port + 1).start()
+    bff = ThreadedServer(create_app(settings), port=port, lifespan="on").start()
+    yield Dev(settings.public_url, f"http://localhost:{port + 1}", sandbox)
+    bff.stop()
+    upstream.stop()
+    client = sync_redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+async def chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def context(chromium: Browser) -> AsyncIterator[BrowserContext]:
+    ctx = await chromium.new_context(locale="nb-NO")
+    yield ctx
+    await ctx.close()
+
+
+async def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def visited(page: Page) -> list[str]:
+    """Every URL the page's main frame navigates to, recorded from now on."""
+    urls: list[str] = []
+    page.on(
+        "framenavigated", lambda frame: urls.append(frame.url) if frame is page.main_frame else None
+    )
+    return urls
+
+
+async def to_consent_by_ussd(page: Page, dev: Dev, msisdn: str) -> list[str]:
+    """Demo → Fill in → the USSD waiting page; a phone answers 1; the page moves on by itself."""
+    urls = visited(page)
+    await page.goto(f"{dev.url}/demo")
+    await expect(page.locator("#status")).to_have_text("Ikke logget inn")
+    await page.click("#fill")
+    await expect(page.locator("#ussd-title")).to_be_visible()
+    attempt = page.url.rsplit("/", 1)[1]
+    async with httpx.AsyncClient() as phone:  # the simulated phone, not the browser
+        answer = await phone.post(
+            f"{dev.sandbox_url}/sandbox/ussd/{attempt}", json={"answer": "1", "msisdn": msisdn}
+        )
+        assert answer.json() == {"status": "identified"}
+    # The waiting page polls (meta refresh) and lands on the consent page without a click.
+    await expect(page.locator("#approve")).to_be_visible(timeout=10_000)
+    return urls
+
+
+async def to_consent_by_network(page: Page, dev: Dev, msisdn: str) -> list[str]:
+    """The operator's header on plain-http requests identifies the line, as a mobile network
+    enriches its subscribers' http traffic (the BFF ignores it; the sandbox reads it)."""
+    await page.set_extra_http_headers({"X-Sandbox-MSISDN": msisdn})
+    urls = visited(page)
+    await page.goto(f"{dev.url}/demo")
+    await expect(page.locator("#status")).to_have_text("Ikke logget inn")
+    await page.click("#network-link")  # the demo's plain-http entry
+    await expect(page.locator("#approve")).to_be_visible()
+    return urls
+
+
+async def test_ussd_path_fills_the_form(context: BrowserContext, dev: Dev) -> None:
+    page = await context.new_page()
+    urls = await to_consent_by_ussd(page, dev, "4790000001")
+    await page.click("#approve")
+    form = page.locator("#signup")
+    await expect(form.locator("input[name=name]")).to_have_value("Kari Nordmann")
+    await expect(form.locator("input[name=phone]")).to_have_value("4790000001")
+    await expect(form.locator("input[name=email]")).to_have_value("kari.nordmann@example.no")
+    await expect(form.locator("input[name=birthDate]")).to_have_value("1985-03-14")
+    await expect(page.locator("#status")).to_contain_text("Logget inn")
+    await expect(page.locator("#device")).to_contain_text("iPhone 15")
+    assert any("/sandbox/ussd/" in u for u in urls)
+    assert page.url == f"{dev.url}/demo"  # no code or state left in the address bar
+    await shot(page, "ussd-filled")
+
+
+async def test_network_path_needs_no_ussd_page(context: BrowserContext, dev: Dev) -> None:
+    page = await context.new_page()
+    urls = await to_consent_by_network(page, dev, "4790000002")
+    await page.click("#approve")
+    await expect(page.locator("input[name=name]")).to_have_value("Ola Johan Hansen")
+    assert not any("/sandbox/ussd/" in u for u in urls)
+    assert any("/sandbox/consent/" in u for u in urls)
+    await shot(page, "network-filled")
+
+
+@pytest.mark.parametrize(
+    ("locale", "title", "other"),
+    [
+        ("nb-NO", "Du avslo forespørselen", "You declined the request"),
+        ("en-GB", "You declined the request", "Du avslo forespørselen"),
+    ],
+    ids=["nb", "en"],
+)
+async def test_deny_shows_the_page_in_the_browser_language_and_leads_back(
+    chromium: Browser, dev: Dev, locale: str, title: str, other: str
+) -> None:
+    ctx = await chromium.new_context(locale=locale)
+    try:
+        page = await ctx.new_page()
+        await to_consent_by_network(page, dev, "4790000003")
+        await page.click("#deny")
+        await expect(page.locator("main[data-error=access_denied]")).to_be_visible()
+        await expect(page.locator("h1")).to_have_text(title)
+        await expect(page.get_by_text(other)).to_have_count(0)
+        await expect(page.locator("main")).to_contain_text("Demo-appen")  # the app's name
+        await shot(page, f"deny-{locale}")
+        await page.click("#back")
+        await expect(page.locator("#error")).to_be_visible()
+        await expect(page.locator("#error")).to_contain_text("access_denied")
+        await expect(page.locator("#status")).to_have_text("Ikke logget inn")
+        await shot(page, f"deny-{locale}-back-in-app")
+    finally:
+        await ctx.close()
+
+
+async def test_logout_ends_the_session_and_the_form_no_longer_fills(
+    context: BrowserContext, dev: Dev
+) -> None:
+    page = await context.new_page()
+    await to_consent_by_network(page, dev, "4790000004")
+    await page.click("#approve")
+    await expect(page.locator("input[name=name]")).to_have_value("Per Ødegård")
+    await page.click("#logout")
+    await expect(page.locator("#status")).to_have_text("Ikke logget inn")
+    await expect(page.locator("input[name=name]")).to_have_value("")
+    await expect(page.locator("#logout")).to_be_hidden()
+    await page.reload()
+    await expect(page.locator("#status")).to_have_text("Ikke logget inn")
+    await expect(page.locator("input[name=name]")).to_have_value("")
+    cookies = {c["name"] for c in await context.cookies()}
+    assert "bff-demo" not in cookies
+    await shot(page, "logged-out")
