@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
-import secrets
 import sys
 import time
 from collections.abc import Iterable
@@ -31,7 +31,7 @@ _SENSITIVE_PARAMS = (
     r"code|state|handoff|handoff_code|code_verifier|access_token|refresh_token|id_token|"
     r"session_token|client_secret|password|token"
 )
-_PATTERN = re.compile(
+_NAMED = re.compile(
     # Authorization header values
     r"(?P<scheme>\b(?:[Bb]earer|[Bb]asic))\s+[A-Za-z0-9._~+/=-]+"
     # query/form parameters and JSON members that carry secrets
@@ -39,9 +39,11 @@ _PATTERN = re.compile(
     rf"|(?P<json>\"(?:{_SENSITIVE_PARAMS})\"\s*:\s*)\"[^\"]*\""
     # cookie and set-cookie header values
     r"|(?P<cookie>\b(?:[Ss]et-)?[Cc]ookie\b['\"]?\s*[:=,]\s*)[^\n]+"
-    # anything shaped like a random token: 24+ base64url characters, not all lower-case
-    r"|(?P<blob>[A-Za-z0-9_-]{24,})"
 )
+# The names above, lower-cased: a line without any of them skips `_NAMED` (most lines do).
+_NAME_HINTS = ("bearer", "basic", "cookie", *_SENSITIVE_PARAMS.split("|"))
+# Anything shaped like a random token: 24+ base64url characters, not all lower-case.
+_BLOB = re.compile(r"[A-Za-z0-9_-]{24,}")
 
 
 class Redactor:
@@ -59,16 +61,23 @@ class Redactor:
         for literal in self._literals:
             if literal in text:
                 text = text.replace(literal, "[secret]")
-        return _PATTERN.sub(_replace, text)
+        lower = text.lower()
+        if any(hint in lower for hint in _NAME_HINTS):
+            text = _NAMED.sub(_replace_named, text)
+        return _BLOB.sub(_replace_blob, text)
 
 
-def _replace(match: re.Match[str]) -> str:
+def _replace_named(match: re.Match[str]) -> str:
     for group in ("scheme", "kv", "json", "cookie"):
         prefix = match.group(group)
         if prefix is not None:
             quote = '"[redacted]"' if group == "json" else "[redacted]"
             return f"{prefix}{' ' if group == 'scheme' else ''}{quote}"
-    blob = match.group("blob")
+    return match.group(0)
+
+
+def _replace_blob(match: re.Match[str]) -> str:
+    blob = match.group(0)
     if _UUID.match(blob) or not any(c.isdigit() or c.isupper() for c in blob):
         return blob  # a request id or a snake_case identifier
     return "[redacted]"
@@ -95,7 +104,10 @@ class JsonFormatter(logging.Formatter):
             out.update(fields)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return REDACTOR(json.dumps(out, default=str, ensure_ascii=False))
+        text = json.dumps(out, default=str, ensure_ascii=False)
+        # Access lines are built only from checked values (route template, status, method,
+        # client address, a vetted request id); every other line is scrubbed.
+        return text if record.name == access.name else REDACTOR(text)
 
 
 _IN_MESSAGE = frozenset({"method", "route", "status"})
@@ -146,7 +158,8 @@ def event(message: str, level: int = logging.INFO, **fields: Any) -> None:
 
 
 def new_request_id() -> str:
-    return secrets.token_hex(8)
+    """16 hex digits; a correlation id, not a secret, so no system-entropy call per request."""
+    return f"{random.getrandbits(64):016x}"
 
 
 class AccessLog:
@@ -163,7 +176,9 @@ class AccessLog:
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 text = value.decode("latin-1")
-                rid = text if _REQUEST_ID.match(text) else None
+                # Safe to log as is: the charset is fixed, and nothing the redactor would take
+                # for a token (a client that puts its session id here gets a new id instead).
+                rid = text if _REQUEST_ID.match(text) and REDACTOR(text) == text else None
                 break
         rid = rid or new_request_id()
         token = request_id.set(rid)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-import httpx
+import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -33,6 +33,12 @@ class ApiProxy:
         self, settings: Settings, telenor: Telenor, auth: SessionAuth, metrics: Metrics
     ) -> None:
         self._metrics = metrics
+        base = telenor.api_base
+        # Full upstream URLs, built once per allow-listed path.
+        self._urls = {
+            app: {path: f"{base}/{path}" for path in cfg.upstream_paths}
+            for app, cfg in settings.apps.items()
+        }
         self._allowed = {app: frozenset(cfg.upstream_paths) for app, cfg in settings.apps.items()}
         self._apps = settings.apps
         self._telenor = telenor
@@ -58,16 +64,18 @@ class ApiProxy:
         if rid:
             headers.append(("X-Request-ID", rid))
         app = caller.session.app
+        url = self._urls[app].get(path) or f"{self._telenor.api_base}/{path}"
         started = time.perf_counter()
         try:
-            upstream = await self._telenor.api.get(
-                f"{self._telenor.api_base}/{path}", headers=headers
-            )
-        except httpx.HTTPError as exc:
+            async with self._telenor.api.get(url, headers=headers, allow_redirects=False) as up:
+                body = await up.read()
+                status = up.status
+                kept = {k: v for k, v in up.headers.items() if k.lower() in KEEP_RESPONSE}
+                retry = up.headers.get("retry-after", "1")
+        except (aiohttp.ClientError, TimeoutError) as exc:
             failure = classify(exc)
             self._metrics.proxied.labels(app, path, failure.removeprefix("upstream_")).inc()
             raise BffError(failure) from None
-        status = upstream.status_code
         self._metrics.proxy_latency.labels(app, path).observe(time.perf_counter() - started)
         self._metrics.proxied.labels(app, path, status_class(status)).inc()
         if status == 401:
@@ -75,15 +83,10 @@ class ApiProxy:
             await self._auth.end(caller)
             raise BffError("session_expired", "Telenor no longer accepts this session's token.")
         if status == 429:
-            retry = upstream.headers.get("retry-after", "1")
             raise BffError(
                 "upstream_rate_limited",
                 headers={"Retry-After": retry if retry.isdigit() else "1"},
             )
         if status >= 500:
             raise BffError("upstream_error", f"Telenor answered {status}.")
-        return Response(
-            upstream.content,
-            status_code=status,
-            headers={k: v for k, v in upstream.headers.items() if k.lower() in KEEP_RESPONSE},
-        )
+        return Response(body, status_code=status, headers=kept)

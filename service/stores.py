@@ -107,7 +107,9 @@ class SessionStore:
         self._clock = clock
 
     def key(self, session_id: str) -> str:
-        return self._prefix + digest(session_id)
+        """`{prefix}session:{<sha256>}`: the braces are a Cluster hash tag, so the session's
+        lock and rate-limit counter live in its slot (one script touches both)."""
+        return f"{self._prefix}{{{digest(session_id)}}}"
 
     def seal(self, session: Session, key: str) -> bytes:
         return self._cipher.seal(json.dumps(asdict(session)).encode(), key)
@@ -168,24 +170,32 @@ class SessionStore:
             return _bytes(await self._redis.get(key))
 
     async def raw_counted(self, key: str, limiter: RateLimiter) -> bytes | None:
-        """The record and this session's API call count, in one round trip (a pipeline)."""
+        """The record and, for a live one, this session's API call count: one round trip."""
         if not limiter.active("api"):
             return await self.raw(key)
         async with redis_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.get(key)
-            limiter.queue(pipe, "api", key.rpartition(":")[2][:32])
-            blob, count, _ = await pipe.execute()
+            blob, count = await limiter.read_and_count(key, "api", key[key.rindex("{") :])
         if blob is not None:
             limiter.enforce("api", count)
         return _bytes(blob)
 
 
+# GET the session; only when it exists, count the call in its window (no counters for unknown
+# ids). KEYS[1] and KEYS[2] share a hash tag, so this also runs on Redis Cluster.
+_READ_AND_COUNT = """
+local blob = redis.call('GET', KEYS[1])
+if not blob then return {false, 0} end
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+return {blob, n}
+"""
+
+
 class RateLimiter:
     """Fixed one-minute windows counted in Redis (`{prefix}rl:{kind}:{subject}:{window}`).
 
-    The counters are shared by every worker and replica. `queue` adds the INCR and EXPIRE to a
-    pipeline the caller already sends (the session read), so a limit costs no extra round trip.
+    The counters are shared by every worker and replica. The API count rides in the session
+    read (`read_and_count`, one script), so a limit costs no extra round trip.
     """
 
     WINDOW = 60
@@ -203,14 +213,20 @@ class RateLimiter:
         self._limits = limits
         self._clock = clock
         self._on_limit = on_limit
+        self._read_and_count = redis.register_script(_READ_AND_COUNT)
 
     def active(self, kind: str) -> bool:
         return self._limits.get(kind, 0) > 0
 
-    def queue(self, pipe: Any, kind: str, subject: str) -> None:
-        key = f"{self._prefix}{kind}:{subject}:{int(self._clock() // self.WINDOW)}"
-        pipe.incr(key)
-        pipe.expire(key, self.WINDOW * 2)
+    def _key(self, kind: str, subject: str) -> str:
+        return f"{self._prefix}{kind}:{subject}:{int(self._clock() // self.WINDOW)}"
+
+    async def read_and_count(self, key: str, kind: str, subject: str) -> tuple[Any, int]:
+        """GET `key` and, if it exists, count one `kind` event for `subject` (one EVALSHA)."""
+        found, count = await self._read_and_count(
+            keys=[key, self._key(kind, subject)], args=[self.WINDOW * 2]
+        )
+        return found, int(count)
 
     def enforce(self, kind: str, count: int) -> None:
         """429 with the seconds left in this window once `count` passes the limit."""
@@ -228,8 +244,10 @@ class RateLimiter:
         if not self.active(kind):
             return
         async with redis_errors():
+            key = self._key(kind, subject)
             pipe = self._redis.pipeline(transaction=False)
-            self.queue(pipe, kind, subject)
+            pipe.incr(key)
+            pipe.expire(key, self.WINDOW * 2)
             count, _ = await pipe.execute()
         self.enforce(kind, count)
 

@@ -90,7 +90,7 @@ class Telenor:
     """Talks to Telenor (or the sandbox) for one BFF; shared by every app."""
 
     def __init__(
-        self, settings: TelenorSettings, oauth: httpx.AsyncClient, api: httpx.AsyncClient
+        self, settings: TelenorSettings, oauth: httpx.AsyncClient, api: aiohttp.ClientSession
     ) -> None:
         self._settings = settings
         self._oauth = oauth

@@ -48,7 +48,7 @@ async def test_happy_path_asserts_every_hop(bff, browser, redis: Redis, sandbox)
         assert attr in session
     assert "Domain" not in session
     session_id = session.split(";")[0].split("=", 1)[1]
-    stored = await redis.get(f"{bff.settings.redis_key_prefix}session:{digest(session_id)}")
+    stored = await redis.get(f"{bff.settings.redis_key_prefix}session:{{{digest(session_id)}}}")
     access = [t for t, v in sandbox.tokens.items() if v.kind == "access"][-1]
     assert stored is not None and access.encode() not in stored
     assert session_id.encode() not in stored
@@ -272,7 +272,7 @@ async def test_logout_removes_the_record_and_the_cookie_stops_working(browser, b
     """POST /auth/web/logout → 204; Redis record gone; Telenor logout called; cookie dead."""
     await walk_login(browser)
     session_id = browser.cookies.get("__Host-Http-bff-web")
-    key = f"{bff.settings.redis_key_prefix}session:{digest(session_id)}"
+    key = f"{bff.settings.redis_key_prefix}session:{{{digest(session_id)}}}"
     assert await redis.exists(key)
     r = await browser.post(f"{BFF}/auth/web/logout", headers={"X-CSRF": "1"})
     assert r.status_code == 204

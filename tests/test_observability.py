@@ -98,8 +98,13 @@ async def test_request_id_is_generated_accepted_or_replaced_and_sent_upstream(
     assert sandbox.calls("/user-info/v1/users")[0].headers["x-request-id"] == "trace-42.a"
     made = await browser.get(f"{BFF}/healthz")
     assert re.fullmatch(r"[0-9a-f]{16}", made.headers["x-request-id"])
-    unsafe = await browser.get(f"{BFF}/healthz", headers={"X-Request-ID": "a b\n{evil}"})
-    assert re.fullmatch(r"[0-9a-f]{16}", unsafe.headers["x-request-id"])
+    for unsafe_id in ("a b\n{evil}", new_token(32)):  # bad characters; shaped like a secret
+        unsafe = await browser.get(f"{BFF}/healthz", headers={"X-Request-ID": unsafe_id})
+        assert re.fullmatch(r"[0-9a-f]{16}", unsafe.headers["x-request-id"])
+    uuid = "0b8e6f1c-7a39-4c1e-9d5e-2f6a1b3c4d5e"
+    assert (await browser.get(f"{BFF}/healthz", headers={"X-Request-ID": uuid})).headers[
+        "x-request-id"
+    ] == uuid
     records = lines(log_output())
     access = [r for r in records if r["logger"] == "line_auth_bff.access"]
     assert {"request_id": "trace-42.a", "status": 200, "route": "/api/{app}/user-info"}.items() <= (

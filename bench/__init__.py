@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench` (or `bench/run`); see bench/README.md."""

@@ -1,0 +1,545 @@
+"""`python -m bench`: the proxied call against its ceiling, scaling, login cycles, Redis cost, RSS.
+
+Everything runs on loopback in this one run: a private Redis, a raw-ASGI upstream stub, the
+sandbox (for logins), the BFF with 1 and 2 workers, and the ceiling app. Load comes from wrk with
+20 connections; targets are measured alternately (A B C A B C …) so the machine's drift cancels,
+and ratios are taken between runs of the same round. Prints Markdown; also writes
+bench/results/latest.md (and py-spy profiles next to it with --profile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import redis as sync_redis
+
+from service.config import generate_key
+from service.crypto import digest
+from service.embedded import EmbeddedRedis, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PY = sys.executable
+PUBLIC = "https://bff.bench.local"
+APP_ORIGIN = "https://app.bench.local"
+COOKIE = "__Host-Http-bff-bench"
+CONNECTIONS = 20
+
+
+@dataclass
+class Run:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Bench:
+    env: dict[str, str]
+    redis: EmbeddedRedis
+    procs: list[Proc] = field(default_factory=list)
+
+    def start(self, name: str, args: list[str], port: int) -> Proc:
+        popen = subprocess.Popen(
+            [PY, *args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        proc = Proc(name, popen, port)
+        self.procs.append(proc)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if popen.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start") from None
+                time.sleep(0.05)
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        if proc.popen.poll() is None:
+            os.killpg(proc.popen.pid, signal.SIGTERM)
+            try:
+                proc.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+                proc.popen.wait()
+        self.procs.remove(proc)
+
+    def close(self) -> None:
+        for proc in list(self.procs):
+            self.stop(proc)
+        self.redis.close()
+
+
+def wrk(url: str, seconds: float, headers: dict[str, str]) -> Run:
+    args = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency", "--timeout", "5s"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    socket_errors = re.search(r"Socket errors: .*?timeout (\d+)", out)
+    errors += int(socket_errors.group(1)) if socket_errors else 0
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        assert m, out
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    return Run(rps, pct("50"), pct("99"), total, errors)
+
+
+def set_cookies(response: httpx.Response) -> dict[str, str]:
+    jar = {}
+    for header in response.headers.get_list("set-cookie"):
+        name, _, rest = header.partition("=")
+        jar[name] = rest.split(";", 1)[0]
+    return jar
+
+
+async def login_cycle(client: httpx.AsyncClient, bff: str, msisdn: str = "4790000001") -> str:
+    """start → sandbox (network auth) → consent → callback; returns the session id."""
+    https = {"X-Forwarded-Proto": "https"}
+    r = await client.get(
+        f"{bff}/auth/bench/login", params={"return_to": f"{APP_ORIGIN}/done"}, headers=https
+    )
+    assert r.status_code == 302, r.text
+    binding = set_cookies(r)
+    r = await client.get(r.headers["location"], headers={"X-Sandbox-MSISDN": msisdn})
+    consent = str(r.url.join(r.headers["location"]))
+    r = await client.post(consent, data={"decision": "approve"})
+    callback = urlsplit(r.headers["location"])
+    cookie = "; ".join(f"{k}={v}" for k, v in binding.items())
+    r = await client.get(
+        f"{bff}{callback.path}?{callback.query}", headers={**https, "Cookie": cookie}
+    )
+    assert r.status_code == 302, r.text
+    return set_cookies(r)[COOKIE]
+
+
+def redis_counters(client: sync_redis.Redis) -> tuple[Counter[str], int]:
+    """Commands by name (INFO commandstats) and replies written (≈ round trips)."""
+    stats = client.info("commandstats")
+    commands: Counter[str] = Counter(
+        {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+    )
+    writes = int(client.info("stats")["total_writes_processed"])
+    return commands, writes
+
+
+def per_request(
+    client: sync_redis.Redis, before: tuple[Counter[str], int], n: int
+) -> tuple[dict[str, float], float]:
+    after = redis_counters(client)
+    commands = after[0] - before[0]
+    commands.pop("info", None)
+    # Our own INFO calls are two round trips (one before, one after); take them out.
+    trips = (after[1] - before[1] - 2) / n
+    return {k: round(v / n, 2) for k, v in sorted(commands.items())}, round(trips, 2)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def login_rate(bff: str, seconds: float, concurrency: int = 10) -> tuple[float, int]:
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            await login_cycle(client, bff)
+            done += 1
+
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=10) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return done / (time.monotonic() - started), done
+
+
+def profile(pid: int, seconds: int, out: Path, target: str, headers: dict[str, str]) -> list[str]:
+    """py-spy while wrk loads the target; the top functions by own samples."""
+    spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
+    raw = out.with_suffix(".folded")
+    command = [spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "250"]
+    rec = subprocess.Popen(
+        [*command, "-f", "raw", "-o", str(raw)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    wrk(target, seconds - 1, headers)
+    rec.wait(60)
+    own: Counter[str] = Counter()
+    by_package: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        total += int(count)
+        own[re.sub(r" \(.*?/site-packages/", " (", frames[-1])] += int(count)
+        by_package[_package(frames[-1])] += int(count)
+    top = [f"{100 * n / total:5.1f}%  {name}" for name, n in own.most_common(15)]
+    top.append("")
+    top += [f"{100 * n / total:5.1f}%  [{name}]" for name, n in by_package.most_common(12)]
+    out.write_text("\n".join(top) + "\n")
+    return top
+
+
+def _package(frame: str) -> str:
+    """`redis`, `aiohttp`, `service/proxy.py`, `asyncio`, … for a py-spy frame."""
+    path = frame[frame.rfind("(") + 1 :].rsplit(":", 1)[0]
+    top = path.split("/", 1)[0]
+    return path if top == "service" else top.removesuffix(".py")
+
+
+def table(rows: list[tuple[str, ...]]) -> str:
+    head, *body = rows
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--seconds", type=float, default=5, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    parser.add_argument("--profile", action="store_true", help="py-spy the BFF's hot path")
+    parser.add_argument(
+        "--quick", action="store_true", help="only the alternating proxied-call comparison"
+    )
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is not installed: bench/run installs it (apt-get install wrk)", file=sys.stderr)
+        return 2
+    RESULTS.mkdir(parents=True, exist_ok=True)
+
+    redis = EmbeddedRedis().start()
+    ports = {name: free_port() for name in ("stub", "sandbox", "bff1", "bff2", "ceiling")}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BFF_")},
+        "BFF_ENV": "production",
+        "BFF_PUBLIC_URL": PUBLIC,
+        "BFF_REDIS_URL": redis.url,
+        "BFF_SESSION_KEYS": generate_key(),
+        "BFF_TELENOR__BASE_URL": f"http://127.0.0.1:{ports['sandbox']}",
+        "BFF_TELENOR__API_URL": f"http://127.0.0.1:{ports['stub']}",
+        "BFF_TRUSTED_PROXIES": "127.0.0.1",
+        # Counted (the cost is measured) but never reached.
+        "BFF_RATE_LIMIT_API_PER_MINUTE": "1000000000",
+        "BFF_RATE_LIMIT_LOGIN_PER_MINUTE": "1000000000",
+        "BFF_APPS__BENCH__CLIENT_ID": "bench-client",
+        "BFF_APPS__BENCH__CLIENT_SECRET": "bench-secret-not-for-production",
+        "BFF_APPS__BENCH__ALLOWED_ORIGINS": f'["{APP_ORIGIN}"]',
+        "BFF_APPS__BENCH__RETURN_URLS": f'["{APP_ORIGIN}/done"]',
+    }
+    bench = Bench(env, redis)
+    report: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        report.append(text)
+
+    try:
+        stub = bench.start("stub", ["-m", "bench.stub", str(ports["stub"])], ports["stub"])
+        bench.start(
+            "sandbox",
+            ["-m", "service", "sandbox", "--port", str(ports["sandbox"])],
+            ports["sandbox"],
+        )
+        serve = ["-m", "service", "serve", "--host", "127.0.0.1"]
+        bff1 = bench.start("bff1", [*serve, "--port", str(ports["bff1"])], ports["bff1"])
+        session = asyncio.run(_login_once(bff1.url))
+        key = "bff:session:" + digest(session)
+        ceiling = bench.start(
+            "ceiling",
+            [
+                "-m",
+                "bench.ceiling",
+                str(ports["ceiling"]),
+                redis.url,
+                f"{stub.url}/user-info/v1/users",
+                key,
+            ],
+            ports["ceiling"],
+        )
+        headers = {
+            "Cookie": f"{COOKIE}={session}",
+            "X-CSRF": "1",
+            "X-Forwarded-Proto": "https",
+        }
+        proxied = "/api/bench/user-info"
+        say(f"# Line Auth BFF benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
+        say()
+        say(
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+            f"{platform.python_version()}, {_redis_version(redis)}; wrk -t2 -c{CONNECTIONS}, "
+            f"{args.seconds:g} s per run, {args.rounds} alternating rounds."
+        )
+        say()
+
+        # RSS: a fresh worker, then after >= 10 000 and >= 100 000 proxied requests.
+        pid = bff1.popen.pid
+        rss = {"start": rss_mb(pid)}
+        served = 0
+        goals = (10_000, 100_000) if not args.quick else (0, 0)
+        while served < goals[0]:
+            served += wrk(bff1.url + proxied, 2, headers).requests
+        rss["10k"], at_10k = rss_mb(pid), served
+        while served < goals[1]:
+            served += wrk(bff1.url + proxied, 5, headers).requests
+        rss["100k"], at_100k = rss_mb(pid), served
+
+        # Throughput and latency, alternating.
+        targets = {
+            "ceiling (raw ASGI)": ceiling.url + "/",
+            "BFF, 1 worker": bff1.url + proxied,
+            "upstream direct": stub.url + "/user-info/v1/users",
+        }
+        runs: dict[str, list[Run]] = {name: [] for name in targets}
+        for url in targets.values():
+            wrk(url, 1, headers)  # warm-up
+        for _ in range(args.rounds):
+            for name, url in targets.items():
+                runs[name].append(wrk(url, args.seconds, headers))
+
+        if args.quick:
+            _quick_report(say, runs)
+            if args.profile:
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                out = RESULTS / f"profile-proxied-{stamp}.txt"
+                for line in profile(pid, 8, out, bff1.url + proxied, headers):
+                    say(line)
+            return 0
+        bff2 = bench.start(
+            "bff2", [*serve, "--port", str(ports["bff2"]), "--workers", "2"], ports["bff2"]
+        )
+        wrk(bff2.url + proxied, 1, headers)
+        scale: dict[str, list[Run]] = {"BFF, 1 worker": [], "BFF, 2 workers": []}
+        for _ in range(args.rounds):
+            scale["BFF, 1 worker"].append(wrk(bff1.url + proxied, args.seconds, headers))
+            scale["BFF, 2 workers"].append(wrk(bff2.url + proxied, args.seconds, headers))
+        bench.stop(bff2)
+
+        def med(values: list[Run], attr: str) -> float:
+            return statistics.median(getattr(r, attr) for r in values)
+
+        rows: list[tuple[str, ...]] = [("target", "req/s", "p50 ms", "p99 ms", "errors")]
+        for name, values in runs.items():
+            rows.append(
+                (
+                    name,
+                    f"{med(values, 'rps'):,.0f}",
+                    f"{med(values, 'p50_ms'):.2f}",
+                    f"{med(values, 'p99_ms'):.2f}",
+                    str(sum(r.errors for r in values)),
+                )
+            )
+        say("## Proxied call (`GET /api/bench/user-info`, cookie + X-CSRF)")
+        say()
+        say(table(rows))
+        say()
+        ratios = [
+            (b.rps / c.rps, b.p99_ms / c.p99_ms, b.rps / u.rps)
+            for c, b, u in zip(
+                runs["ceiling (raw ASGI)"],
+                runs["BFF, 1 worker"],
+                runs["upstream direct"],
+                strict=True,
+            )
+        ]
+        say(
+            "Per round (same round, alternated): BFF/ceiling throughput "
+            + ", ".join(f"{r[0]:.2f}" for r in ratios)
+            + f" → median **{statistics.median(r[0] for r in ratios):.2f}x** (target ≥ 0.8); "
+            "BFF/ceiling p99 "
+            + ", ".join(f"{r[1]:.2f}" for r in ratios)
+            + f" → median **{statistics.median(r[1] for r in ratios):.2f}x** (target ≤ 1.5); "
+            "BFF/upstream-direct throughput median "
+            f"**{statistics.median(r[2] for r in ratios):.2f}x**."
+        )
+        say()
+        scaling = [
+            two.rps / one.rps
+            for one, two in zip(scale["BFF, 1 worker"], scale["BFF, 2 workers"], strict=True)
+        ]
+        say("## Workers")
+        say()
+        say(
+            table(
+                [
+                    ("target", "req/s", "p99 ms"),
+                    *(
+                        (name, f"{med(v, 'rps'):,.0f}", f"{med(v, 'p99_ms'):.2f}")
+                        for name, v in scale.items()
+                    ),
+                ]
+            )
+        )
+        say()
+        say(
+            "2 workers / 1 worker: "
+            + ", ".join(f"{s:.2f}" for s in scaling)
+            + f" → median **{statistics.median(scaling):.2f}x** (target ≥ 1.7 when the load "
+            f"generator is not the bottleneck; this machine has {os.cpu_count()} CPUs shared by "
+            "wrk, the upstream stub, Redis and the workers)."
+        )
+        say()
+
+        # Redis cost per request kind.
+        client = sync_redis.Redis.from_url(redis.url)
+        before = redis_counters(client)
+        n_proxied = wrk(bff1.url + proxied, 2, headers).requests
+        cmd_proxy, trips_proxy = per_request(client, before, n_proxied)
+        n = 200
+        before = redis_counters(client)
+        asyncio.run(_starts(bff1.url, n))
+        cmd_start, trips_start = per_request(client, before, n)
+        before = redis_counters(client)
+        asyncio.run(_cycles(bff1.url, n))
+        cmd_cycle, trips_cycle = per_request(client, before, n)
+        cmd_callback = {
+            k: round(cmd_cycle.get(k, 0) - cmd_start.get(k, 0), 2)
+            for k in cmd_cycle
+            if cmd_cycle.get(k, 0) - cmd_start.get(k, 0) > 0
+        }
+        client.close()
+        say("## Redis per request (INFO commandstats and total_writes_processed deltas)")
+        say()
+        say(
+            table(
+                [
+                    ("request", "commands", "round trips", "target"),
+                    ("proxied call", _fmt(cmd_proxy), f"{trips_proxy:.2f}", "1"),
+                    ("login start", _fmt(cmd_start), f"{trips_start:.2f}", "≤ 2"),
+                    (
+                        "callback",
+                        _fmt(cmd_callback),
+                        f"{trips_cycle - trips_start:.2f}",
+                        "≤ 3",
+                    ),
+                ]
+            )
+        )
+        say()
+        rate, cycles = asyncio.run(login_rate(bff1.url, args.seconds))
+        say(
+            f"## Login cycles\n\n**{rate:.0f} full logins/s** ({cycles} cycles, 10 concurrent: "
+            "start → sandbox network auth → consent → callback → session; the sandbox is a "
+            "FastAPI app in the same run and takes its share of the CPUs)."
+        )
+        say()
+        say("## Memory (BFF, 1 worker)")
+        say()
+        growth = rss["100k"] / rss["10k"]
+        say(
+            f"RSS {rss['start']:.1f} MB at start, {rss['10k']:.1f} MB after {at_10k:,} "
+            f"proxied requests, {rss['100k']:.1f} MB after {at_100k:,}: "
+            f"**{growth:.3f}x** (target ≤ 1.10)."
+        )
+        say()
+        if args.profile:
+            stamp = time.strftime("%Y%m%d-%H%M")
+            top = profile(
+                pid,
+                10,
+                RESULTS / f"profile-proxied-{stamp}.txt",
+                bff1.url + proxied,
+                headers,
+            )
+            say("## Profile of the proxied call (py-spy, own samples, top 15)")
+            say()
+            say("```\n" + "\n".join(top) + "\n```")
+            say()
+    finally:
+        bench.close()
+    (RESULTS / "latest.md").write_text("\n".join(report) + "\n")
+    return 0
+
+
+def _quick_report(say, runs: dict[str, list[Run]]) -> None:  # type: ignore[no-untyped-def]
+    for name, values in runs.items():
+        say(f"{name}: " + ", ".join(f"{r.rps:,.0f} req/s p99 {r.p99_ms:.1f} ms" for r in values))
+    ceiling, bff = runs["ceiling (raw ASGI)"], runs["BFF, 1 worker"]
+    say(
+        "BFF/ceiling throughput "
+        + ", ".join(f"{b.rps / c.rps:.2f}" for c, b in zip(ceiling, bff, strict=True))
+    )
+
+
+def _fmt(commands: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in commands.items()) or "-"
+
+
+def _redis_version(redis: EmbeddedRedis) -> str:
+    client = sync_redis.Redis.from_url(redis.url)
+    info = client.info("server")
+    client.close()
+    return f"Redis {info.get('redis_version')}"
+
+
+async def _login_once(bff: str) -> str:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await login_cycle(client, bff)
+
+
+async def _starts(bff: str, n: int) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        for _ in range(n):
+            r = await client.get(
+                f"{bff}/auth/bench/login",
+                params={"return_to": f"{APP_ORIGIN}/done"},
+                headers={"X-Forwarded-Proto": "https"},
+            )
+            assert r.status_code == 302
+
+
+async def _cycles(bff: str, n: int) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        for _ in range(n):
+            await login_cycle(client, bff)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
