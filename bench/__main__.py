@@ -49,6 +49,7 @@ class Run:
     p99_ms: float
     requests: int
     errors: int
+    cpu_us: float = 0.0  # CPU time the server process spent per request (less noisy than rps)
 
 
 @dataclass
@@ -175,6 +176,19 @@ def per_request(
     return {k: round(v / n, 2) for k, v in sorted(commands.items())}, round(trips, 2)
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, url: str, seconds: float, headers: dict[str, str]) -> Run:
+    before = cpu_seconds(pid)
+    run = wrk(url, seconds, headers)
+    run.cpu_us = (cpu_seconds(pid) - before) / max(run.requests, 1) * 1e6
+    return run
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -249,6 +263,13 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="only the alternating proxied-call comparison"
     )
+    parser.add_argument(
+        "--bff-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra BFF_ setting for the BFF processes (experiments: BFF_LOG_LEVEL=warning)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is not installed: bench/run installs it (apt-get install wrk)", file=sys.stderr)
@@ -256,7 +277,7 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     redis = EmbeddedRedis().start()
-    ports = {name: free_port() for name in ("stub", "sandbox", "bff1", "bff2", "ceiling")}
+    ports = {name: free_port() for name in ("stub", "sandbox", "bff1", "bff1q", "bff2", "ceiling")}
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BFF_")},
         "BFF_ENV": "production",
@@ -274,6 +295,7 @@ def main() -> int:
         "BFF_APPS__BENCH__ALLOWED_ORIGINS": f'["{APP_ORIGIN}"]',
         "BFF_APPS__BENCH__RETURN_URLS": f'["{APP_ORIGIN}/done"]',
     }
+    env.update(item.split("=", 1) for item in args.bff_env)  # type: ignore[misc]
     bench = Bench(env, redis)
     report: list[str] = []
 
@@ -290,6 +312,10 @@ def main() -> int:
         )
         serve = ["-m", "service", "serve", "--host", "127.0.0.1"]
         bff1 = bench.start("bff1", [*serve, "--port", str(ports["bff1"])], ports["bff1"])
+        # The same BFF without its per-request access line: what logging costs.
+        bench.env = {**env, "BFF_LOG_LEVEL": "warning"}
+        quiet = bench.start("bff1q", [*serve, "--port", str(ports["bff1q"])], ports["bff1q"])
+        bench.env = env
         session = asyncio.run(_login_once(bff1.url))
         key = "bff:session:" + digest(session)
         ceiling = bench.start(
@@ -333,16 +359,17 @@ def main() -> int:
 
         # Throughput and latency, alternating.
         targets = {
-            "ceiling (raw ASGI)": ceiling.url + "/",
-            "BFF, 1 worker": bff1.url + proxied,
-            "upstream direct": stub.url + "/user-info/v1/users",
+            "ceiling (raw ASGI)": (ceiling.popen.pid, ceiling.url + "/"),
+            "BFF, 1 worker": (pid, bff1.url + proxied),
+            "BFF, 1 worker, no access log": (quiet.popen.pid, quiet.url + proxied),
+            "upstream direct": (stub.popen.pid, stub.url + "/user-info/v1/users"),
         }
         runs: dict[str, list[Run]] = {name: [] for name in targets}
-        for url in targets.values():
+        for _, url in targets.values():
             wrk(url, 1, headers)  # warm-up
         for _ in range(args.rounds):
-            for name, url in targets.items():
-                runs[name].append(wrk(url, args.seconds, headers))
+            for name, (target_pid, url) in targets.items():
+                runs[name].append(measured(target_pid, url, args.seconds, headers))
 
         if args.quick:
             _quick_report(say, runs)
@@ -365,7 +392,9 @@ def main() -> int:
         def med(values: list[Run], attr: str) -> float:
             return statistics.median(getattr(r, attr) for r in values)
 
-        rows: list[tuple[str, ...]] = [("target", "req/s", "p50 ms", "p99 ms", "errors")]
+        rows: list[tuple[str, ...]] = [
+            ("target", "req/s", "p50 ms", "p99 ms", "server CPU us/req", "errors")
+        ]
         for name, values in runs.items():
             rows.append(
                 (
@@ -373,6 +402,7 @@ def main() -> int:
                     f"{med(values, 'rps'):,.0f}",
                     f"{med(values, 'p50_ms'):.2f}",
                     f"{med(values, 'p99_ms'):.2f}",
+                    f"{med(values, 'cpu_us'):.0f}",
                     str(sum(r.errors for r in values)),
                 )
             )
@@ -389,6 +419,7 @@ def main() -> int:
                 strict=True,
             )
         ]
+        cpu_ratio = med(runs["BFF, 1 worker"], "cpu_us") / med(runs["ceiling (raw ASGI)"], "cpu_us")
         say(
             "Per round (same round, alternated): BFF/ceiling throughput "
             + ", ".join(f"{r[0]:.2f}" for r in ratios)
@@ -397,7 +428,8 @@ def main() -> int:
             + ", ".join(f"{r[1]:.2f}" for r in ratios)
             + f" → median **{statistics.median(r[1] for r in ratios):.2f}x** (target ≤ 1.5); "
             "BFF/upstream-direct throughput median "
-            f"**{statistics.median(r[2] for r in ratios):.2f}x**."
+            f"**{statistics.median(r[2] for r in ratios):.2f}x**. Server CPU per request, "
+            f"BFF/ceiling: **{cpu_ratio:.2f}x**."
         )
         say()
         scaling = [
@@ -500,7 +532,12 @@ def main() -> int:
 
 def _quick_report(say, runs: dict[str, list[Run]]) -> None:  # type: ignore[no-untyped-def]
     for name, values in runs.items():
-        say(f"{name}: " + ", ".join(f"{r.rps:,.0f} req/s p99 {r.p99_ms:.1f} ms" for r in values))
+        say(
+            f"{name}: "
+            + ", ".join(
+                f"{r.rps:,.0f} req/s p99 {r.p99_ms:.1f} ms {r.cpu_us:.0f} us CPU" for r in values
+            )
+        )
     ceiling, bff = runs["ceiling (raw ASGI)"], runs["BFF, 1 worker"]
     say(
         "BFF/ceiling throughput "
