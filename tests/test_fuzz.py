@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from service.app import create_app
-from service.crypto import new_token, pkce_challenge
-from tests.support.browser import BFF, query, walk_login
+from tests.support.browser import BFF, bearer_session, walk_login
 from tests.support.servers import ThreadedServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,21 +89,5 @@ async def test_fuzz_with_a_cookie_session(served, browser, tmp_path):
 
 
 async def test_fuzz_with_a_bearer_session(served, bff, tmp_path):
-    verifier = new_token(48)
-    async with bff.browser() as webview:
-        walk = await walk_login(
-            webview,
-            "mobile",
-            return_to="myapp://auth",
-            mode="handoff",
-            challenge=pkce_challenge(verifier),
-        )
-        redeemed = await webview.post(
-            f"{BFF}/api/mobile/session/handoff",
-            json={
-                "handoff_code": query(walk.final.headers["location"])["handoff"],
-                "code_verifier": verifier,
-            },
-        )
-    token = redeemed.json()["session_token"]
+    token = await bearer_session(bff)
     fuzz(served, tmp_path, "mobile", f"Authorization: Bearer {token}")

@@ -6,26 +6,9 @@ import httpx
 import pytest
 
 from service.crypto import new_token, pkce_challenge
-from tests.support.browser import BFF, query, walk_login
+from tests.support.browser import BFF, walk_login, webview_login
 
 pytestmark = pytest.mark.usefixtures("sandbox")
-
-
-async def webview_login(bff, app: str = "mobile", verifier: str | None = None) -> tuple[str, str]:
-    """Log in in a throwaway webview; returns (handoff code, verifier). Cookies die with it."""
-    verifier = verifier or new_token(48)
-    async with bff.browser() as webview:
-        walk = await walk_login(
-            webview,
-            app,
-            return_to="myapp://auth",
-            mode="handoff",
-            challenge=pkce_challenge(verifier),
-        )
-    location = walk.final.headers["location"]
-    assert walk.final.status_code == 302 and location.startswith("myapp://auth?handoff=")
-    assert "set-cookie" not in {k.lower() for k in walk.final.headers if "bff-mobile=" in k}
-    return query(location)["handoff"], verifier
 
 
 def handoff_start(return_to: str = "myapp://auth", method: str = "S256") -> dict[str, str]:
@@ -46,7 +29,8 @@ async def exchange(client: httpx.AsyncClient, code: str, verifier: str, app: str
 
 async def test_mobile_app_without_shared_cookies_logs_in_calls_and_logs_out(bff, sandbox):
     """Webview login → handoff code → bearer token → user-info and device-info → logout."""
-    code, verifier = await webview_login(bff)
+    login = await webview_login(bff)
+    code, verifier = login.handoff, login.verifier
     assert len(code) >= 22
     async with bff.browser() as app_http:  # the app's own HTTP stack: no cookies shared
         r = await exchange(app_http, code, verifier)
@@ -70,7 +54,8 @@ async def test_mobile_app_without_shared_cookies_logs_in_calls_and_logs_out(bff,
 
 async def test_replayed_handoff_code_is_refused(bff):
     """A handoff code works once."""
-    code, verifier = await webview_login(bff)
+    login = await webview_login(bff)
+    code, verifier = login.handoff, login.verifier
     async with bff.browser() as app_http:
         assert (await exchange(app_http, code, verifier)).status_code == 200
         again = await exchange(app_http, code, verifier)
@@ -79,7 +64,8 @@ async def test_replayed_handoff_code_is_refused(bff):
 
 async def test_wrong_verifier_burns_the_code(bff):
     """A wrong verifier fails, and the right one afterwards fails too."""
-    code, verifier = await webview_login(bff)
+    login = await webview_login(bff)
+    code, verifier = login.handoff, login.verifier
     async with bff.browser() as app_http:
         wrong = await exchange(app_http, code, new_token(48))
         right = await exchange(app_http, code, verifier)
@@ -88,7 +74,8 @@ async def test_wrong_verifier_burns_the_code(bff):
 
 async def test_expired_handoff_code_is_refused(bff, redis):
     """After the handoff TTL the code is gone (Redis expiry, made to happen now)."""
-    code, verifier = await webview_login(bff)
+    login = await webview_login(bff)
+    code, verifier = login.handoff, login.verifier
     keys = [k async for k in redis.scan_iter(match=f"{bff.settings.redis_key_prefix}handoff:*")]
     assert len(keys) == 1 and 0 < await redis.ttl(keys[0]) <= 60
     await redis.delete(keys[0])  # what Redis does when the TTL runs out
@@ -99,7 +86,8 @@ async def test_expired_handoff_code_is_refused(bff, redis):
 
 async def test_code_of_another_app_is_refused_and_burned(bff):
     """A mobile-app code redeemed on web's endpoint fails, and is then gone."""
-    code, verifier = await webview_login(bff)
+    login = await webview_login(bff)
+    code, verifier = login.handoff, login.verifier
     async with bff.browser() as app_http:
         assert (await exchange(app_http, code, verifier, app="web")).status_code == 400
         assert (await exchange(app_http, code, verifier)).status_code == 400
@@ -165,7 +153,8 @@ async def test_start_via_json_api_in_handoff_mode(bff):
 
 async def test_bearer_of_one_app_is_refused_on_another(bff):
     """mobile's bearer token on web's routes: 401."""
-    code, verifier = await webview_login(bff)
+    login = await webview_login(bff)
+    code, verifier = login.handoff, login.verifier
     async with bff.browser() as app_http:
         token = (await exchange(app_http, code, verifier)).json()["session_token"]
         r = await app_http.get(
@@ -178,7 +167,8 @@ async def test_cookie_and_bearer_sessions_of_one_app_coexist(bff):
     """The same app: a browser's cookie session and a phone's bearer session both work."""
     async with bff.browser() as browser:
         await walk_login(browser, "mobile", return_to="https://app.bff.test/mobile")
-        code, verifier = await webview_login(bff)
+        login = await webview_login(bff)
+        code, verifier = login.handoff, login.verifier
         async with bff.browser() as app_http:
             token = (await exchange(app_http, code, verifier)).json()["session_token"]
             bearer = await app_http.get(

@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from service.crypto import new_token, pkce_challenge
+from service.crypto import new_token
 from service.logs import REDACTOR, JsonFormatter, Redactor
 from service.sandbox.app import ForcedResponse
 from tests.conftest import SECRETS
-from tests.support.browser import APP_ORIGIN, BFF, query, walk_login
+from tests.support.browser import APP_ORIGIN, BFF, query, walk_login, webview_login
 
 CSRF = {"X-CSRF": "1"}
 pytestmark = pytest.mark.usefixtures("sandbox")
@@ -188,19 +188,10 @@ async def test_whole_flow_leaves_no_secret_in_any_log_line_or_metric(make_bff, s
         sandbox.faults.responses = [ForcedResponse("user-info", 401, 1)]
         await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)  # ends the session
         # Mobile: handoff code and bearer session token.
-        verifier = new_token(48)
-        async with bff.browser() as webview:
-            mobile = await walk_login(
-                webview,
-                "mobile",
-                return_to="myapp://auth",
-                mode="handoff",
-                challenge=pkce_challenge(verifier),
-            )
-            secrets += [query(mobile.callback_url)["code"], verifier]
-            secrets += [v for _, v in webview.cookies.items()]
-        handoff = query(mobile.final.headers["location"])["handoff"]
-        secrets.append(handoff)
+        mobile = await webview_login(bff)
+        verifier, handoff = mobile.verifier, mobile.handoff
+        secrets += [query(mobile.walk.callback_url)["code"], verifier, handoff]
+        secrets += list(mobile.cookies.values())
         redeemed = await browser.post(
             f"{BFF}/api/mobile/session/handoff",
             json={"handoff_code": handoff, "code_verifier": verifier},

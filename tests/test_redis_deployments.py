@@ -10,9 +10,8 @@ import httpx
 import pytest
 import redis as sync_redis
 
-from service.crypto import new_token, pkce_challenge
 from service.embedded import EmbeddedRedis
-from tests.support.browser import APP_ORIGIN, BFF, query, walk_login
+from tests.support.browser import APP_ORIGIN, BFF, bearer_session, walk_login
 from tests.support.servers import LocalCluster, LocalSentinel
 
 CSRF = {"X-CSRF": "1"}
@@ -43,20 +42,8 @@ async def full_flow(bff) -> None:
         assert (await browser.post(f"{BFF}/auth/web/logout", headers=CSRF)).status_code == 204
         after = await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)
         assert after.status_code == 401
-        verifier = new_token(48)
-        mobile = await walk_login(
-            browser,
-            "mobile",
-            return_to="myapp://auth",
-            mode="handoff",
-            challenge=pkce_challenge(verifier),
-        )
-        handoff = query(mobile.final.headers["location"])["handoff"]
-        redeemed = await browser.post(
-            f"{BFF}/api/mobile/session/handoff",
-            json={"handoff_code": handoff, "code_verifier": verifier},
-        )
-        bearer = {"Authorization": f"Bearer {redeemed.json()['session_token']}"}
+        token = await bearer_session(bff)
+        bearer = {"Authorization": f"Bearer {token}"}
         assert (await browser.get(f"{BFF}/api/mobile/user-info", headers=bearer)).status_code == 200
         assert (await browser.post(f"{BFF}/auth/mobile/logout", headers=bearer)).status_code == 204
         ready = await browser.get(f"{BFF}/readyz")

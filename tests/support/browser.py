@@ -13,6 +13,8 @@ import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.crypto import new_token, pkce_challenge
+
 BFF = "https://bff.test"
 BFF_HTTP = "http://bff.test"
 APP_ORIGIN = "https://app.bff.test"
@@ -123,3 +125,46 @@ def cookie_header(response: httpx.Response, name_part: str) -> str:
         if re.match(rf"[^=]*{re.escape(name_part)}[^=]*=", value):
             return value
     raise AssertionError(f"no Set-Cookie with {name_part!r}: {response.headers}")
+
+
+@dataclass
+class Webview:
+    """A finished handoff-mode login in a throwaway webview (its cookies die with it)."""
+
+    walk: Walk
+    handoff: str  # the one-time code on the app's return URL
+    verifier: str  # the app's PKCE verifier
+    cookies: dict[str, str]  # what the webview held at the end
+
+
+async def webview_login(bff: Any, app: str = "mobile", verifier: str | None = None) -> Webview:
+    """The mobile app's login: a webview walks the handoff flow back to myapp://auth."""
+    verifier = verifier or new_token(48)
+    async with bff.browser() as webview:
+        walk = await walk_login(
+            webview,
+            app,
+            return_to="myapp://auth",
+            mode="handoff",
+            challenge=pkce_challenge(verifier),
+        )
+        cookies = dict(webview.cookies.items())
+    assert walk.final is not None
+    location = walk.final.headers["location"]
+    assert walk.final.status_code == 302 and location.startswith("myapp://auth?handoff=")
+    # Handoff mode never sets a session cookie: the session exists only once redeemed.
+    assert not any(f"bff-{app}=" in c for c in walk.final.headers.get_list("set-cookie"))
+    return Webview(walk, query(location)["handoff"], verifier, cookies)
+
+
+async def bearer_session(bff: Any, app: str = "mobile") -> str:
+    """A redeemed handoff: the opaque session token a mobile app sends as a bearer."""
+    login = await webview_login(bff, app)
+    async with bff.browser() as client:
+        redeemed = await client.post(
+            f"{BFF}/api/{app}/session/handoff",
+            json={"handoff_code": login.handoff, "code_verifier": login.verifier},
+        )
+    assert redeemed.status_code == 200, redeemed.text
+    token: str = redeemed.json()["session_token"]
+    return token
