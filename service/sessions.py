@@ -1,8 +1,9 @@
 """Who is calling: the session behind a cookie or a bearer token, refresh, handoff, logout.
 
 A request is authenticated by `Authorization: Bearer <session token>` (mobile apps) or by the
-app's session cookie (SPAs). Either resolves with one Redis GET; the record names its app, so a
-credential of app A never authenticates app B.
+app's session cookie (SPAs). Either resolves in one Redis round trip (a script that also counts
+the call against the session's rate limit); the record names its app, so a credential of app A
+never authenticates app B.
 """
 
 from __future__ import annotations
