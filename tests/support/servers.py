@@ -109,6 +109,13 @@ class LocalCluster:
         return self.nodes[0].url
 
     def start(self) -> LocalCluster:
+        try:
+            return self._start()
+        except BaseException:
+            self.close()  # never leave servers behind when the cluster does not form
+            raise
+
+    def _start(self) -> LocalCluster:
         for node in self.nodes:
             node.start()
         clients = [redis.Redis(port=node.port) for node in self.nodes]
