@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,8 +36,6 @@ from .routes import api, auth, demo, ops
 from .sessions import SessionAuth
 from .stores import Clock, HandoffStore, RateLimiter, SessionStore, StateStore
 from .telenor import Telenor
-
-log = logging.getLogger("line_auth_bff")
 
 
 class ConfigError(Exception):
@@ -196,25 +193,13 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         events.error("invalid_request")
         return problem_response("invalid_request", detail[:500])
 
-    @app.exception_handler(Exception)
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        # The traceback goes through the redacting formatter like every other line.
-        log.error("unexpected error", exc_info=exc, extra={"fields": {"route": _route(request)}})
-        events.error("internal")
-        return problem_response("internal", "Something went wrong on our side.")
-
     # add_middleware wraps outward: the last added runs first.
     app.add_middleware(api.ProxiedRoutes, on_error=events.error)
     app.add_middleware(BrowserGuard, settings=settings, cookies=cookies, on_reject=events.rejected)
     app.add_middleware(HttpsOnly, settings=settings)
     # X-Forwarded-For/-Proto are believed only from BFF_TRUSTED_PROXIES.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
-    # Outermost: every response, including the middlewares' own refusals, gets a request id
-    # and one log line.
-    app.add_middleware(AccessLog)
+    # Outermost: every response, including the middlewares' own refusals and unexpected errors
+    # (AccessLog answers those with a 500 problem), gets a request id and one log line.
+    app.add_middleware(AccessLog, on_error=events.error)
     return app
-
-
-def _route(request: Request) -> str | None:
-    route = request.scope.get("route")
-    return getattr(route, "path", None)

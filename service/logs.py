@@ -13,12 +13,14 @@ import random
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import problem_response
 
 log = logging.getLogger("line_auth_bff")
 access = logging.getLogger("line_auth_bff.access")
@@ -163,10 +165,13 @@ def new_request_id() -> str:
 
 
 class AccessLog:
-    """Pure ASGI: request id in and out, one log line per request with its route template."""
+    """Pure ASGI, outermost: request id in and out, one log line per request with its route
+    template, and the last word on unexpected errors (a 500 problem+json that still carries the
+    request id, and a redacted traceback in the log that names it)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, on_error: Callable[[str], None] = lambda code: None) -> None:
         self.app = app
+        self._on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -183,7 +188,7 @@ class AccessLog:
         rid = rid or new_request_id()
         token = request_id.set(rid)
         header = (b"x-request-id", rid.encode())
-        status = 500
+        status = 0
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
@@ -198,6 +203,15 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            route = getattr(scope.get("route"), "path", None)
+            log.error("unexpected error", exc_info=exc, extra={"fields": {"route": route}})
+            self._on_error("internal")
+            if status:  # the response has begun: all we can do is end the connection
+                raise
+            await problem_response("internal", "Something went wrong on our side.")(
+                scope, receive, send_with_id
+            )
         finally:
             if access.isEnabledFor(logging.INFO):
                 route = scope.get("route")

@@ -295,3 +295,30 @@ async def test_forged_forwarded_for_from_an_untrusted_peer_changes_nothing(make_
 def test_the_redactor_knows_every_configured_client_secret(bff):
     for secret in SECRETS:
         assert REDACTOR(f"x {secret} y") == "x [secret] y"
+
+
+async def test_an_unexpected_error_is_a_500_problem_with_its_request_id_and_a_redacted_traceback(
+    make_bff, log_output
+):
+    """A bug answers 500 problem+json (no traceback, no secret); the log names the request."""
+    token = new_token(32)
+    async with make_bff() as bff:
+
+        async def broken() -> None:
+            raise RuntimeError(f"bug while holding {token}")
+
+        bff.asgi.app.add_api_route("/api/web/broken", broken)  # a route with a bug in it
+        async with bff.browser() as browser:
+            r = await browser.get(f"{BFF}/api/web/broken", headers={"X-Request-ID": "bug-1"})
+            metrics = (await browser.get(f"{BFF}/metrics")).text
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["type"].endswith(":internal") and "Traceback" not in r.text
+    assert token not in r.text and r.headers["x-request-id"] == "bug-1"
+    records = lines(log_output())
+    error = next(x for x in records if x["msg"] == "unexpected error")
+    assert error["request_id"] == "bug-1" and "RuntimeError" in str(error["exc"])
+    assert token not in log_output()
+    access = [x for x in records if x["logger"] == "line_auth_bff.access"]
+    assert (access[0]["route"], access[0]["status"]) == ("/api/web/broken", 500)
+    assert sample(metrics, "bff_errors_total", code="internal") == 1
