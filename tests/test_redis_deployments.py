@@ -54,10 +54,11 @@ async def test_full_flow_on_a_real_redis_cluster(make_bff, cluster, prefix):
     """Three cluster-mode servers: every operation is single-key (or a cross-slot pipeline)."""
     async with make_bff(redis_url=cluster.url, redis_cluster=True) as bff:
         await full_flow(bff)
-        async with bff.browser() as browser:  # leave a session to find in the cluster
-            await walk_login(browser)
-            await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)
-    # The keys really are spread over the nodes (session, rate-limit counters).
+        for _ in range(12):  # leave sessions to find: each id hashes to its own slot
+            async with bff.browser() as browser:
+                await walk_login(browser)
+                await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)
+    # The keys really are spread over the nodes (all on one of three: p = 3^-11).
     holders = 0
     for node in cluster.nodes:
         client = sync_redis.Redis(port=node.port)
