@@ -135,6 +135,9 @@ class HumanFormatter(logging.Formatter):
 def configure_logging(fmt: str, level: str, literals: Iterable[str] = ()) -> None:
     """Route every logger (ours, uvicorn's, libraries') through one redacting stdout handler."""
     REDACTOR.add(literals)
+    # We log neither source lines nor thread/process ids: skip collecting them per record.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(HumanFormatter() if fmt == "human" else JsonFormatter())
     root = logging.getLogger()
