@@ -14,6 +14,7 @@ import asyncio
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -187,6 +188,13 @@ def measured(pid: int, url: str, seconds: float, headers: dict[str, str]) -> Run
     run = wrk(url, seconds, headers)
     run.cpu_us = (cpu_seconds(pid) - before) / max(run.requests, 1) * 1e6
     return run
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
 
 
 def rss_mb(pid: int) -> float:
@@ -384,9 +392,24 @@ def main() -> int:
         )
         wrk(bff2.url + proxied, 1, headers)
         scale: dict[str, list[Run]] = {"BFF, 1 worker": [], "BFF, 2 workers": []}
+        busy: list[float] = []
+        shares: dict[str, list[float]] = {"wrk": [], "upstream stub": [], "Redis": []}
+        helpers = {"upstream stub": stub.popen.pid, "Redis": redis.pid or 0}
         for _ in range(args.rounds):
             scale["BFF, 1 worker"].append(wrk(bff1.url + proxied, args.seconds, headers))
+            machine, children = machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
+            before = {name: cpu_seconds(p) for name, p in helpers.items()}
             scale["BFF, 2 workers"].append(wrk(bff2.url + proxied, args.seconds, headers))
+            used, total = (a - b for a, b in zip(machine_cpu(), machine, strict=True))
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            seconds_used = used / os.sysconf("SC_CLK_TCK")
+            busy.append(used / total)
+            shares["wrk"].append(
+                ((after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime))
+                / seconds_used
+            )
+            for name, p in helpers.items():
+                shares[name].append((cpu_seconds(p) - before[name]) / seconds_used)
         bench.stop(bff2)
 
         def med(values: list[Run], attr: str) -> float:
@@ -436,6 +459,7 @@ def main() -> int:
             two.rps / one.rps
             for one, two in zip(scale["BFF, 1 worker"], scale["BFF, 2 workers"], strict=True)
         ]
+        helped = sum(statistics.median(v) for v in shares.values())
         say("## Workers")
         say()
         say(
@@ -454,8 +478,14 @@ def main() -> int:
             "2 workers / 1 worker: "
             + ", ".join(f"{s:.2f}" for s in scaling)
             + f" → median **{statistics.median(scaling):.2f}x** (target ≥ 1.7 when the load "
-            f"generator is not the bottleneck; this machine has {os.cpu_count()} CPUs shared by "
-            "wrk, the upstream stub, Redis and the workers)."
+            f"generator is not the bottleneck). During the 2-worker runs the machine's "
+            f"{os.cpu_count()} CPUs were {100 * statistics.median(busy):.0f} % busy; of the CPU "
+            "time used, "
+            + ", ".join(
+                f"{name} took {100 * statistics.median(v):.0f} %" for name, v in shares.items()
+            )
+            + f", leaving the two workers about {100 * (1 - helped):.0f} % of "
+            f"{os.cpu_count()} CPUs: the machine is saturated, so this is a lower bound."
         )
         say()
 
