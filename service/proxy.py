@@ -8,6 +8,7 @@ so encoded traversal and host tricks have nothing to bend.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import aiohttp
 from starlette.requests import Request
@@ -33,6 +34,10 @@ class ApiProxy:
         self, settings: Settings, telenor: Telenor, auth: SessionAuth, metrics: Metrics
     ) -> None:
         self._metrics = metrics
+        # Metric children by label values, so the hot path skips `labels()` (a lock and a
+        # lookup each). The keys are configured apps, allow-listed paths and status classes.
+        self._counters: dict[tuple[str, str, str], Any] = {}
+        self._latency: dict[tuple[str, str], Any] = {}
         base = telenor.api_base
         # Full upstream URLs, built once per allow-listed path.
         self._urls = {
@@ -47,6 +52,14 @@ class ApiProxy:
     def check_path(self, app_id: str, path: str) -> None:
         if path not in self._allowed.get(app_id, ()):
             raise BffError("path_not_allowed")
+
+    def _count(self, app: str, path: str, outcome: str) -> None:
+        counter = self._counters.get((app, path, outcome))
+        if counter is None:
+            counter = self._counters[(app, path, outcome)] = self._metrics.proxied.labels(
+                app, path, outcome
+            )
+        counter.inc()
 
     async def forward(self, request: Request, app_id: str, path: str) -> Response:
         self.check_path(app_id, path)
@@ -74,10 +87,14 @@ class ApiProxy:
                 retry = up.headers.get("retry-after", "1")
         except (aiohttp.ClientError, TimeoutError) as exc:
             failure = classify(exc)
-            self._metrics.proxied.labels(app, path, failure.removeprefix("upstream_")).inc()
+            self._count(app, path, failure.removeprefix("upstream_"))
             raise BffError(failure) from None
-        self._metrics.proxy_latency.labels(app, path).observe(time.perf_counter() - started)
-        self._metrics.proxied.labels(app, path, status_class(status)).inc()
+        elapsed = time.perf_counter() - started
+        latency = self._latency.get((app, path))
+        if latency is None:
+            latency = self._latency[(app, path)] = self._metrics.proxy_latency.labels(app, path)
+        latency.observe(elapsed)
+        self._count(app, path, status_class(status))
         if status == 401:
             # 40105 invalid / 40106 expired: the token is dead, so is the session.
             await self._auth.end(caller)
