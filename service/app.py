@@ -114,7 +114,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
                     "api": settings.rate_limit_api_per_minute,
                 },
                 clock,
-                lambda kind: events.rate_limited(kind, None),
+                events.rate_limited,
             )
             flow = LoginFlow(settings, states, sessions, handoffs, telenor, clock, limiter, events)
             session_auth = SessionAuth(

@@ -44,9 +44,9 @@ class Events:
         self.metrics.browser_rejections.labels(app, reason).inc()
         event("request refused", logging.WARNING, app=app, reason=reason)
 
-    def rate_limited(self, kind: str, app: str | None) -> None:
+    def rate_limited(self, kind: str) -> None:
         self.metrics.rate_limited.labels(kind).inc()
-        event("rate limited", logging.WARNING, kind=kind, app=app)
+        event("rate limited", logging.WARNING, kind=kind)
 
     def error(self, error: str) -> None:
         """Every error response, by catalogue code; Redis outages also count as Redis errors."""

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from service.crypto import new_token, pkce_challenge
-from tests.support.browser import BFF, walk_login, webview_login
+from tests.support.browser import BFF, bearer_session, walk_login, webview_login
 
 pytestmark = pytest.mark.usefixtures("sandbox")
 
@@ -153,10 +153,8 @@ async def test_start_via_json_api_in_handoff_mode(bff):
 
 async def test_bearer_of_one_app_is_refused_on_another(bff):
     """mobile's bearer token on web's routes: 401."""
-    login = await webview_login(bff)
-    code, verifier = login.handoff, login.verifier
+    token = await bearer_session(bff)
     async with bff.browser() as app_http:
-        token = (await exchange(app_http, code, verifier)).json()["session_token"]
         r = await app_http.get(
             f"{BFF}/api/web/user-info", headers={"Authorization": f"Bearer {token}"}
         )
@@ -167,10 +165,8 @@ async def test_cookie_and_bearer_sessions_of_one_app_coexist(bff):
     """The same app: a browser's cookie session and a phone's bearer session both work."""
     async with bff.browser() as browser:
         await walk_login(browser, "mobile", return_to="https://app.bff.test/mobile")
-        login = await webview_login(bff)
-        code, verifier = login.handoff, login.verifier
+        token = await bearer_session(bff)
         async with bff.browser() as app_http:
-            token = (await exchange(app_http, code, verifier)).json()["session_token"]
             bearer = await app_http.get(
                 f"{BFF}/api/mobile/user-info", headers={"Authorization": f"Bearer {token}"}
             )
