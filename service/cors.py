@@ -70,16 +70,19 @@ class BrowserGuard:
             await self.app(scope, receive, send)
             return
 
-        origin = cookie = authorization = csrf = preflight = None
+        # The first of each header counts, as for `SessionAuth.credential`; a session cookie in
+        # any Cookie header makes the request cookie-authenticated.
+        origin = authorization = csrf = preflight = None
+        session_cookie = False
         for name, value in scope["headers"]:
-            if name == b"origin":
-                origin = value.decode("latin-1")
-            elif name == b"cookie":
-                cookie = value
+            if name == b"cookie":
+                session_cookie = session_cookie or rules.cookie_marker in value
+            elif name == b"origin":
+                origin = value.decode("latin-1") if origin is None else origin
             elif name == b"authorization":
-                authorization = value
+                authorization = value if authorization is None else authorization
             elif name == b"x-csrf":
-                csrf = value
+                csrf = value if csrf is None else csrf
             elif name == b"access-control-request-method":
                 preflight = value
         allowed = origin is not None and origin in rules.origins
@@ -108,7 +111,7 @@ class BrowserGuard:
             await send(message)
 
         bearer = authorization is not None and authorization[:7].lower() == b"bearer "
-        if not bearer and cookie is not None and rules.cookie_marker in cookie:
+        if not bearer and session_cookie:
             if origin is not None and not allowed:
                 self._on_reject(parts[2], "origin")
                 await problem_response(

@@ -89,6 +89,23 @@ async def test_csrf_and_origin_matrix(signed_in, sandbox, method, path, csrf, or
         assert list(sandbox.requests) == []
 
 
+async def test_repeated_headers_cannot_split_the_guard_from_the_session_lookup(signed_in, sandbox):
+    """The CSRF guard and the session lookup read the same (first) Authorization header: a
+    bearer-looking second one does not waive X-CSRF for a cookie-authenticated call."""
+    sandbox.requests.clear()
+    r = await signed_in.get(
+        f"{BFF}/api/web/user-info",
+        headers=[("Authorization", "Basic eDp5"), ("Authorization", "Bearer not-a-session")],
+    )
+    assert r.status_code == 401 and r.json()["type"].endswith("csrf_header_missing")
+    assert list(sandbox.requests) == []
+    ok = await signed_in.get(
+        f"{BFF}/api/web/user-info",
+        headers=[*CSRF.items(), ("Authorization", "Basic eDp5"), ("Authorization", "Bearer x")],
+    )
+    assert ok.status_code == 200  # the first (Basic) one counts: the cookie signs this call in
+
+
 async def test_preflight_for_own_origin_is_answered_exactly(browser):
     """The app's origin gets its exact origin, credentials, X-CSRF allowed, Vary and a max age."""
     r = await browser.options(
