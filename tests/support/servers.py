@@ -85,15 +85,31 @@ class ThreadedServer:
         self._thread.join(10)
 
 
+def distinct_free_ports(n: int) -> list[int]:
+    """n free loopback ports, all different: each is held until the last is found."""
+    held = []
+    try:
+        for _ in range(n):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            held.append(sock)
+        return [int(sock.getsockname()[1]) for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
 class LocalCluster:
     """Three cluster-mode servers on loopback ports, slots split evenly (a real Redis Cluster)."""
 
     def __init__(self, size: int = 3) -> None:
         # The bus port is explicit: the default (port + 10000) overflows for high free ports.
-        self.bus_ports = [free_port() for _ in range(size)]
+        # All 2 * size ports are distinct (one free port asked for after another may repeat).
+        ports = distinct_free_ports(2 * size)
+        self.bus_ports = ports[size:]
         self.nodes = [
             EmbeddedRedis(
-                None,
+                port,
                 "--cluster-enabled",
                 "yes",
                 "--cluster-port",
@@ -101,7 +117,7 @@ class LocalCluster:
                 "--cluster-node-timeout",
                 "2000",
             )
-            for bus in self.bus_ports
+            for port, bus in zip(ports[:size], self.bus_ports, strict=True)
         ]
 
     @property
