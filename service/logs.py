@@ -7,6 +7,7 @@ message or a library's log line still never reaches the output.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -87,13 +89,38 @@ def _replace_blob(match: re.Match[str]) -> str:
 
 REDACTOR = Redactor()
 
+# An access line's values: method, route template, status, duration in ms, client, request id.
+AccessFields = tuple[str, str | None, int, float, str | None, str | None]
+
+
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
+def _timestamp(created: float) -> str:
+    """ISO 8601 in UTC with milliseconds; the date and time part is formatted once a second."""
+    second = int(created)
+    if second != _second[0]:
+        _second[:] = second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second[1]}.{int((created - second) * 1000):03d}+00:00"
+
+
+def _quoted(value: object) -> str:
+    return "null" if value is None else encode_basestring(str(value))
+
+
+def _access_message(fields: AccessFields) -> str:
+    return f"{fields[0]} {fields[1] or '(unmatched)'} {fields[2]}"
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id, structured fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        access_fields = getattr(record, "access", None)
+        if access_fields is not None:
+            return self.access_line(record.created, access_fields)
         out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -106,30 +133,119 @@ class JsonFormatter(logging.Formatter):
             out.update(fields)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        text = json.dumps(out, default=str, ensure_ascii=False)
-        # Access lines are built only from checked values (route template, status, method,
-        # client address, a vetted request id); every other line is scrubbed.
-        return text if record.name == access.name else REDACTOR(text)
+        return REDACTOR(json.dumps(out, default=str, ensure_ascii=False))
 
-
-_IN_MESSAGE = frozenset({"method", "route", "status"})
+    @staticmethod
+    def access_line(created: float, fields: AccessFields) -> str:
+        """The access line, assembled directly (one per request, so it is the hot line). Its
+        values are checked ones: a method token, a route template, a status, a duration, the
+        client address and a vetted request id; no redaction pass needed."""
+        method, route, status, duration_ms, client, rid = fields
+        return (
+            f'{{"ts": "{_timestamp(created)}", "level": "info", "logger": "{access.name}",'
+            f' "msg": {_quoted(_access_message(fields))},'
+            + (f' "request_id": "{rid}",' if rid else "")
+            + f' "method": {_quoted(method)}, "route": {_quoted(route)}, "status": {status},'
+            f' "duration_ms": {duration_ms}, "client": {_quoted(client)}}}'
+        )
 
 
 class HumanFormatter(logging.Formatter):
     """`12:00:01 INFO  GET /api/{app}/user-info 200 duration_ms=3.1 client=…` for `dev`."""
 
     def format(self, record: logging.LogRecord) -> str:
+        access_fields = getattr(record, "access", None)
+        if access_fields is not None:
+            return self.access_line(record.created, access_fields)
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         fields = getattr(record, "fields", None)
         extra = ""
         if isinstance(fields, dict):
-            extra = " " + " ".join(
-                f"{k}={v}" for k, v in fields.items() if v is not None and k not in _IN_MESSAGE
-            )
+            extra = " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
         text = f"{stamp} {record.levelname:<5} {record.getMessage()}{extra}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return REDACTOR(text)
+
+    @staticmethod
+    def access_line(created: float, fields: AccessFields) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(created))
+        client = f" client={fields[4]}" if fields[4] else ""
+        line = f"{stamp} INFO  {_access_message(fields)} duration_ms={fields[3]}{client}"
+        return REDACTOR(line)
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that batches access lines.
+
+    Records are written and flushed one by one, as `StreamHandler` does. Access lines (one per
+    request, `write_access`) stay in the buffer and are flushed within `FLUSH_SECONDS` from the
+    running event loop, or with the next record, whichever comes first: a write system call per
+    request cost more than formatting the line. uvicorn logs as it shuts down, so a stopped
+    server has written every line; a killed one loses at most `FLUSH_SECONDS` of access lines.
+    """
+
+    FLUSH_SECONDS = 0.2
+    _own: Any = None
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._flush_due = False
+        # A buffer of our own on the stream's file: with PYTHONUNBUFFERED (usual in container
+        # images) `sys.stdout` writes through, a system call per line whatever we flush.
+        try:
+            fd = self.stream.fileno()
+        except (AttributeError, OSError, ValueError):  # not a file (a test's capture)
+            return
+        self._own = open(fd, "w", buffering=1 << 16, encoding="utf-8", closefd=False)  # noqa: SIM115
+        self.setStream(self._own)
+
+    def close(self) -> None:
+        """Flush and let go of our buffer (logging's exit hook and `configure_logging` call
+        this); the file itself stays open for its other users."""
+        self.flush()
+        if self._own is not None:
+            self._own.close()
+            self.stream = None  # a flush still scheduled finds nothing to do
+        super().close()
+
+    def write_access(self, fields: AccessFields) -> None:
+        """An access line straight into the stream, no record (see `log_access`)."""
+        line = self.formatter.access_line(time.time(), fields)  # type: ignore[union-attr]
+        with self.lock:  # type: ignore[union-attr]
+            self.stream.write(line + self.terminator)
+        if not self._flush_due:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # a thread or a plain call: no loop to flush later
+                self.flush()
+                return
+            self._flush_due = True
+            loop.call_later(self.FLUSH_SECONDS, self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._flush_due = False
+        self.flush()
+
+
+_line_handler: list[LineHandler] = []  # the one `configure_logging` installed, if any
+
+
+def log_access(fields: AccessFields) -> None:
+    """One access line. Where our handler is the only place lines go (the service as run by
+    the CLI), straight into its stream: the logging machinery around a record cost more than
+    the rest of the line (bench/README.md). Anywhere else, as a record every handler sees."""
+    if not access.isEnabledFor(logging.INFO):
+        return
+    root = logging.root.handlers
+    if _line_handler and len(root) == 1 and root[0] is _line_handler[0] and not access.handlers:
+        _line_handler[0].write_access(fields)
+        return
+    record = logging.LogRecord(
+        access.name, logging.INFO, "", 0, _access_message(fields), None, None
+    )
+    record.access = fields
+    access.handle(record)
 
 
 def configure_logging(fmt: str, level: str, literals: Iterable[str] = ()) -> None:
@@ -138,21 +254,26 @@ def configure_logging(fmt: str, level: str, literals: Iterable[str] = ()) -> Non
     # We log neither source lines nor thread/process ids: skip collecting them per record.
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stdout)
+    handler = LineHandler(sys.stdout)
     handler.setFormatter(HumanFormatter() if fmt == "human" else JsonFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_bff", False):
             root.removeHandler(old)
+            old.close()
     handler._bff = True  # type: ignore[attr-defined]
     root.addHandler(handler)
+    _line_handler[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     # We log each request ourselves; uvicorn's access line and httpx's request line (which
-    # carries URLs) add nothing but risk.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # carries URLs) add nothing but risk. uvicorn builds its line's arguments whenever its
+    # logger has a handler anywhere up the tree, so it gets none.
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False
     for noisy in ("httpx", "httpcore", "aiohttp", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -198,10 +319,7 @@ class AccessLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [
-                    *(h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"),
-                    header,
-                ]
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
         try:
@@ -216,22 +334,15 @@ class AccessLog:
                 scope, receive, send_with_id
             )
         finally:
-            if access.isEnabledFor(logging.INFO):
-                route = scope.get("route")
-                client = scope.get("client")
-                access.info(
-                    "%s %s %d",
+            client = scope.get("client")
+            log_access(
+                (
                     scope["method"],
-                    getattr(route, "path", "(unmatched)"),
+                    getattr(scope.get("route"), "path", None),
                     status,
-                    extra={
-                        "fields": {
-                            "method": scope["method"],
-                            "route": getattr(route, "path", None),
-                            "status": status,
-                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                            "client": client[0] if client else None,
-                        }
-                    },
+                    round((time.perf_counter() - started) * 1000, 2),
+                    client[0] if client else None,
+                    rid,
                 )
+            )
             request_id.reset(token)

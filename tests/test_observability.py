@@ -8,14 +8,18 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
+from service import logs
 from service.crypto import new_token
-from service.logs import REDACTOR, JsonFormatter, Redactor
+from service.logs import REDACTOR, HumanFormatter, JsonFormatter, LineHandler, Redactor
 from service.sandbox.app import ForcedResponse
 from tests.conftest import SECRETS
 from tests.support.browser import APP_ORIGIN, BFF, query, walk_login, webview_login
+from tests.support.servers import until
 
 CSRF = {"X-CSRF": "1"}
 pytestmark = pytest.mark.usefixtures("sandbox")
@@ -322,3 +326,74 @@ async def test_an_unexpected_error_is_a_500_problem_with_its_request_id_and_a_re
     access = [x for x in records if x["logger"] == "line_auth_bff.access"]
     assert (access[0]["route"], access[0]["status"]) == ("/api/web/broken", 500)
     assert sample(metrics, "bff_errors_total", code="internal") == 1
+
+
+@contextmanager
+def sole_handler(path: Path) -> Iterator[LineHandler]:
+    """The service's own handler as the root logger's only one (as `serve` runs), on a file.
+    Entered in the test's body: pytest adds its capture handlers after the fixtures run."""
+    with path.open("w") as out:
+        handler = LineHandler(out)
+        handler.setFormatter(JsonFormatter())
+        root = logging.getLogger()
+        saved, level = root.handlers[:], root.level
+        root.handlers, logs._line_handler[:] = [handler], [handler]
+        root.setLevel(logging.INFO)
+        try:
+            yield handler
+        finally:
+            root.handlers, logs._line_handler[:] = saved, []
+            root.setLevel(level)
+            handler.close()
+
+
+ACCESS = ("GET", "/api/{app}/user-info", 200, 3.25, "203.0.113.9", "trace-1")
+
+
+async def test_access_lines_skip_the_record_machinery_and_are_flushed_in_batches(tmp_path):
+    """With our handler the only one, access lines go straight into its buffer: none is
+    written at once, the event loop flushes them shortly after, and any record flushes them
+    with it (uvicorn logs as it stops, so a stopped server has written every line)."""
+    written = (tmp_path / "stdout").read_text
+    with sole_handler(tmp_path / "stdout"):
+        logs.log_access(ACCESS)
+        logs.log_access(ACCESS)
+        assert written() == ""  # buffered: no write per request
+        await until(lambda: written().count("\n") == 2)  # flushed by the loop, within 0.2 s
+        logs.log_access(ACCESS)
+        logging.getLogger("line_auth_bff").info("Finished server process")
+        assert written().count("\n") == 4  # the record took the pending access line with it
+    first = json.loads(written().splitlines()[0])
+    assert first == {
+        "ts": first["ts"],
+        "level": "info",
+        "logger": "line_auth_bff.access",
+        "msg": "GET /api/{app}/user-info 200",
+        "request_id": "trace-1",
+        "method": "GET",
+        "route": "/api/{app}/user-info",
+        "status": 200,
+        "duration_ms": 3.25,
+        "client": "203.0.113.9",
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", first["ts"])
+
+
+def test_access_lines_are_records_when_other_handlers_listen(tmp_path):
+    """A second handler (a test's, an embedding app's) sees access lines as records."""
+    other = io.StringIO()
+    with sole_handler(tmp_path / "stdout"):
+        logging.getLogger().addHandler(logging.StreamHandler(other))
+        logs.log_access((*ACCESS[:5], None))
+    assert other.getvalue() == "GET /api/{app}/user-info 200\n"
+    line = json.loads((tmp_path / "stdout").read_text())
+    assert line["status"] == 200 and "request_id" not in line
+
+
+def test_access_line_formats_escape_what_they_print():
+    """A client address from a trusted proxy's X-Forwarded-For is the one free-form value."""
+    fields = ("GET", None, 404, 0.5, 'x"y\\z', None)
+    line = json.loads(JsonFormatter.access_line(0.0, fields))
+    assert (line["client"], line["route"], line["msg"]) == ('x"y\\z', None, "GET (unmatched) 404")
+    human = HumanFormatter.access_line(0.0, fields)
+    assert human.endswith('INFO  GET (unmatched) 404 duration_ms=0.5 client=x"y\\z')

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ import httpx
 from service.embedded import free_port
 from tests.conftest import APPS, KEYS
 from tests.support.browser import walk_login
+from tests.support.servers import until
 
 
 def _refuses(port: int) -> bool:
@@ -35,14 +35,6 @@ def _apps_toml(path: Path) -> Path:
         lines += [f"{key} = {json.dumps(value)}" for key, value in fields.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    """Poll a condition another thread or process makes true (bounded)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def serve_env(redis_url: str, prefix: str, sandbox_url: str, tmp_path: Path) -> dict[str, str]:
