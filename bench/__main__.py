@@ -224,7 +224,7 @@ def profile(pid: int, seconds: int, out: Path, target: str, headers: dict[str, s
     """py-spy while wrk loads the target; the top functions by own samples."""
     spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
     raw = out.with_suffix(".folded")
-    command = [spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "250"]
+    command = [spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "500"]
     rec = subprocess.Popen(
         [*command, "-f", "raw", "-o", str(raw)],
         stdout=subprocess.DEVNULL,
@@ -383,9 +383,13 @@ def main() -> int:
             _quick_report(say, runs)
             if args.profile:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
-                out = RESULTS / f"profile-proxied-{stamp}.txt"
-                for line in profile(pid, 8, out, bff1.url + proxied, headers):
-                    say(line)
+                for name, (target_pid, url) in list(targets.items())[:3]:
+                    slug = {ceiling.popen.pid: "ceiling", pid: "proxied"}.get(target_pid, "quiet")
+                    say(f"## py-spy: {name}")
+                    for line in profile(
+                        target_pid, 8, RESULTS / f"profile-{slug}-{stamp}.txt", url, headers
+                    ):
+                        say(line)
             return 0
         bff2 = bench.start(
             "bff2", [*serve, "--port", str(ports["bff2"]), "--workers", "2"], ports["bff2"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,8 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from .config import Settings, config_problems, generate_key
@@ -148,7 +150,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
             await oauth_http.aclose()
             await close_redis()
 
-    app = FastAPI(
+    app = BffApp(
         title="Line Auth BFF",
         version="0.1.0",
         description=(
@@ -193,13 +195,34 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         events.error("invalid_request")
         return problem_response("invalid_request", detail[:500])
 
-    # add_middleware wraps outward: the last added runs first.
-    app.add_middleware(api.ProxiedRoutes, on_error=events.error)
-    app.add_middleware(BrowserGuard, settings=settings, cookies=cookies, on_reject=events.rejected)
-    app.add_middleware(HttpsOnly, settings=settings)
-    # X-Forwarded-For/-Proto are believed only from BFF_TRUSTED_PROXIES.
-    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
-    # Outermost: every response, including the middlewares' own refusals and unexpected errors
-    # (AccessLog answers those with a 500 problem), gets a request id and one log line.
-    app.add_middleware(AccessLog, on_error=events.error)
+    def edge(inner: ASGIApp) -> ASGIApp:
+        """Our pure-ASGI layers around FastAPI's own stack, innermost first."""
+        layer: Any = api.ProxiedRoutes(inner, on_error=events.error)
+        layer = BrowserGuard(layer, settings=settings, cookies=cookies, on_reject=events.rejected)
+        layer = HttpsOnly(layer, settings=settings)
+        # X-Forwarded-For/-Proto are believed only from BFF_TRUSTED_PROXIES.
+        layer = ProxyHeadersMiddleware(layer, trusted_hosts=settings.trusted_proxies)
+        # Outermost: every response, including the layers' own refusals and unexpected errors
+        # (AccessLog answers those with a 500 problem), gets a request id and one log line.
+        return AccessLog(layer, on_error=events.error)
+
+    app.edge = edge
     return app
+
+
+class BffApp(FastAPI):
+    """FastAPI with the BFF's own layers (`edge`) outside FastAPI's middleware stack.
+
+    The proxied calls are answered inside the edge, so they skip the layers FastAPI puts first
+    (exception telemetry, body limit), which do nothing for them: a proxied GET has no body.
+    Starlette's `ServerErrorMiddleware` goes: it would answer a bug with plain text and raise
+    on, where `AccessLog` answers it with a problem, the request id and a redacted traceback.
+    """
+
+    edge: Callable[[ASGIApp], ASGIApp] = staticmethod(lambda inner: inner)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        if isinstance(stack, ServerErrorMiddleware):
+            stack = stack.app
+        return self.edge(stack)

@@ -8,23 +8,31 @@ so encoded traversal and host tricks have nothing to bend.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
-from starlette.requests import Request
-from starlette.responses import Response
 
 from .config import Settings
 from .errors import BffError
 from .logs import request_id
 from .metrics import Metrics, status_class
-from .sessions import Caller, SessionAuth
+from .sessions import RawHeaders, SessionAuth
 from .telenor import Telenor, classify
 
 FORWARD_REQUEST = frozenset({b"accept", b"accept-language", b"if-none-match"})
+# Upstream response headers worth passing on. Not X-Request-ID: the client gets ours (which
+# Telenor received), set by the access log.
 KEEP_RESPONSE = frozenset(
-    {"content-type", "etag", "cache-control", "last-modified", "content-language", "x-request-id"}
+    {b"content-type", b"etag", b"cache-control", b"last-modified", b"content-language"}
 )
+
+
+class Proxied(NamedTuple):
+    """Telenor's answer as it goes back to the client: status, kept headers, body."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
 
 
 class ApiProxy:
@@ -60,30 +68,31 @@ class ApiProxy:
             )
         counter.inc()
 
-    async def forward(self, request: Request, app_id: str, path: str) -> Response:
+    async def forward(self, headers: RawHeaders, app_id: str, path: str) -> Proxied:
+        """The request's raw ASGI headers in, Telenor's answer out (or a `BffError`)."""
         self.check_path(app_id, path)
-        caller = await self._auth.require(request, app_id, self._apps[app_id])
-        return await self.call(request, caller, path)
-
-    async def call(self, request: Request, caller: Caller, path: str) -> Response:
-        headers = [
-            (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in request.headers.raw
+        caller = await self._auth.current(headers, app_id, self._apps[app_id])
+        if caller is None:
+            raise BffError("not_authenticated", "Sign in first.")
+        upstream_headers = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in headers
             if name in FORWARD_REQUEST
-        ]
-        headers.append(("Authorization", f"Bearer {caller.session.access_token}"))
+        }
+        upstream_headers["Authorization"] = f"Bearer {caller.session.access_token}"
         rid = request_id.get()
         if rid:
-            headers.append(("X-Request-ID", rid))
+            upstream_headers["X-Request-ID"] = rid
         app = caller.session.app
-        url = self._urls[app][path]  # allow-listed: forward() checked it
+        url = self._urls[app][path]  # allow-listed: checked above
         started = time.perf_counter()
         try:
-            async with self._telenor.api.get(url, headers=headers, allow_redirects=False) as up:
+            async with self._telenor.api.get(
+                url, headers=upstream_headers, allow_redirects=False
+            ) as up:
                 body = await up.read()
                 status = up.status
-                kept = {k: v for k, v in up.headers.items() if k.lower() in KEEP_RESPONSE}
-                retry = up.headers.get("retry-after", "1")
+                raw = up.raw_headers
         except (aiohttp.ClientError, TimeoutError) as exc:
             failure = classify(exc)
             self._count(app, path, failure.removeprefix("upstream_"))
@@ -99,10 +108,14 @@ class ApiProxy:
             await self._auth.end(caller)
             raise BffError("session_expired", "Telenor no longer accepts this session's token.")
         if status == 429:
+            retry = next((v for k, v in raw if k.lower() == b"retry-after"), b"1").decode()
             raise BffError(
                 "upstream_rate_limited",
                 headers={"Retry-After": retry if retry.isdigit() else "1"},
             )
         if status >= 500:
             raise BffError("upstream_error", f"Telenor answered {status}.")
-        return Response(body, status_code=status, headers=kept)
+        kept = [(name.lower(), value) for name, value in raw if name.lower() in KEEP_RESPONSE]
+        if status not in (204, 304):
+            kept.append((b"content-length", str(len(body)).encode()))
+        return Proxied(status, kept, body)

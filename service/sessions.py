@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import cookie_parser
 
 from .config import AppConfig
 from .cookies import Cookies
@@ -22,6 +23,7 @@ from .events import Events
 from .stores import Clock, HandoffStore, RateLimiter, Session, SessionStore
 from .telenor import Telenor, TokenError
 
+RawHeaders = Sequence[tuple[bytes, bytes]]
 REFRESH_LOCK_SECONDS = 15.0
 REFRESH_POLL_SECONDS = 0.05
 
@@ -61,44 +63,44 @@ class SessionAuth:
         self._clock = clock
         self._inflight: dict[str, asyncio.Future[Session]] = {}
 
-    def credential(self, request: Request, app: str) -> tuple[str, str] | None:
-        """(session id, "bearer"|"cookie") from the request, bearer first."""
-        header = request.headers.get("authorization")
-        if header and header[:7].lower() == "bearer ":
-            token = header[7:].strip()
+    def credential(self, headers: RawHeaders, app: str) -> tuple[str, str] | None:
+        """(session id, "bearer"|"cookie") from a request's raw headers, bearer first."""
+        authorization = cookie = None
+        for name, value in headers:
+            if name == b"authorization" and authorization is None:
+                authorization = value
+            elif name == b"cookie" and cookie is None:
+                cookie = value
+        if authorization and authorization[:7].lower() == b"bearer ":
+            token = authorization[7:].strip().decode("latin-1")
             return (token, "bearer") if 0 < len(token) <= 256 else None
-        cookie = self._cookies.read_session(request.cookies, app)
-        return (cookie, "cookie") if cookie and len(cookie) <= 256 else None
-
-    async def _lookup(self, request: Request, app_id: str, count: bool) -> Caller | None:
-        """The live session of this app behind the request's credential: one round trip,
-        which also counts the call against the session's rate limit when `count`."""
-        found = self.credential(request, app_id)
-        if found is None:
+        if cookie is None:
             return None
-        session_id, via = found
-        key = self._sessions.key(session_id)
-        blob = await (
-            self._sessions.raw_counted(key, self._limiter) if count else self._sessions.raw(key)
-        )
+        found = self._cookies.read_session(cookie_parser(cookie.decode("latin-1")), app)
+        return (found, "cookie") if found and len(found) <= 256 else None
+
+    def _caller(self, blob: bytes | None, key: str, via: str, app_id: str) -> Caller | None:
         session = self._sessions.decode(blob, key)
         if session is None or session.app != app_id:
             return None
         return Caller(key, session, via)
 
-    async def current(self, request: Request, app_id: str, app: AppConfig) -> Caller | None:
-        caller = await self._lookup(request, app_id, count=True)
+    async def current(self, headers: RawHeaders, app_id: str, app: AppConfig) -> Caller | None:
+        """The live session of this app behind the request's credential, refreshed when due:
+        one round trip without a refresh, which also counts the call against the session's
+        rate limit."""
+        found = self.credential(headers, app_id)
+        if found is None:
+            return None
+        key = self._sessions.key(found[0])
+        caller = self._caller(
+            await self._sessions.raw_counted(key, self._limiter), key, found[1], app_id
+        )
         if caller is None:
             return None
-        key, session, via = caller.key, caller.session, caller.via
+        session = caller.session
         if session.refresh_token and session.expires_at - self._clock() <= self._skew:
-            session = await self._refresh(key, session, app)
-        return Caller(key, session, via)
-
-    async def require(self, request: Request, app_id: str, app: AppConfig) -> Caller:
-        caller = await self.current(request, app_id, app)
-        if caller is None:
-            raise BffError("not_authenticated", "Sign in first.")
+            caller.session = await self._refresh(key, session, app)
         return caller
 
     async def end(self, caller: Caller) -> None:
@@ -191,9 +193,13 @@ class SessionAuth:
             raise BffError("handoff_invalid", "The login behind this code has already ended.")
         return await self._sessions.create(session)
 
-    async def logout(self, request: Request, app_id: str) -> Session | None:
+    async def logout(self, headers: RawHeaders, app_id: str) -> Session | None:
         """End the caller's session; the ended session (for Telenor's logout) or None."""
-        caller = await self._lookup(request, app_id, count=False)
+        found = self.credential(headers, app_id)
+        if found is None:
+            return None
+        key = self._sessions.key(found[0])
+        caller = self._caller(await self._sessions.raw(key), key, found[1], app_id)
         if caller is None:
             return None
         await self._sessions.delete_key(caller.key)

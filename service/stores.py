@@ -6,6 +6,7 @@ in plaintext values: sessions and handoffs are AES-GCM sealed under the SHA-256 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from .crypto import Cipher, digest, new_token
 from .errors import BffError
@@ -26,12 +27,16 @@ def unavailable() -> BffError:
     return BffError("store_unavailable", "Try again shortly.", headers={"Retry-After": RETRY_AFTER})
 
 
+# Any Redis failure: down, timeout, cluster reshuffle.
+REDIS_FAILURES = (TimeoutError, RedisError, OSError)
+
+
 @asynccontextmanager
 async def redis_errors() -> AsyncIterator[None]:
-    """Turn any Redis failure (down, timeout, cluster reshuffle) into a 503 with Retry-After."""
+    """Turn any Redis failure into a 503 with Retry-After."""
     try:
         yield
-    except (TimeoutError, RedisError, OSError) as exc:
+    except REDIS_FAILURES as exc:
         raise unavailable() from exc
 
 
@@ -78,7 +83,7 @@ class StateStore:
         return state
 
 
-@dataclass
+@dataclass(frozen=True)
 class Session:
     """A signed-in user of one app. Held encrypted; the id itself is never stored."""
 
@@ -90,7 +95,16 @@ class Session:
 
 
 class SessionStore:
-    """Encrypted sessions keyed by the SHA-256 of an opaque 256-bit id."""
+    """Encrypted sessions keyed by the SHA-256 of an opaque 256-bit id.
+
+    Records opened recently are remembered by (Redis key, exact ciphertext): a session's next
+    call skips AES-GCM and JSON. That changes nothing Redis decides (the record is still read
+    every time, so a logout, expiry or refresh, which delete or re-seal it, takes effect at
+    once) and nothing the cipher decides (the associated data is the Redis key, part of the
+    lookup). The map is bounded by `OPENED_MAX` and starts over when full.
+    """
+
+    OPENED_MAX = 10_000
 
     def __init__(
         self,
@@ -105,6 +119,7 @@ class SessionStore:
         self._cipher = cipher
         self._max = max_seconds
         self._clock = clock
+        self._opened: dict[tuple[str, bytes], Session] = {}
 
     def key(self, session_id: str) -> str:
         """`{prefix}session:{<sha256>}`: the braces are a Cluster hash tag, so the session's
@@ -140,9 +155,14 @@ class SessionStore:
         """A live session from a stored record, or None (missing, undecryptable, ended)."""
         if blob is None:
             return None
-        session = self.unseal(blob, key)
+        session = self._opened.get((key, blob))
         if session is None:
-            return None
+            session = self.unseal(blob, key)
+            if session is None:
+                return None
+            if len(self._opened) >= self.OPENED_MAX:
+                self._opened.clear()
+            self._opened[(key, blob)] = session
         now = self._clock()
         if now >= session.ends_at or (session.refresh_token is None and now >= session.expires_at):
             return None
@@ -170,13 +190,21 @@ class SessionStore:
             return _bytes(await self._redis.get(key))
 
     async def raw_counted(self, key: str, limiter: RateLimiter) -> bytes | None:
-        """The record and, for a live one, this session's API call count: one round trip."""
+        """The record and, for a live one, this session's API call count: one round trip (a
+        script: EVALSHA itself, since redis-py's `Script` wrapper costs more than the call)."""
         if not limiter.active("api"):
             return await self.raw(key)
-        async with redis_errors():
-            blob, count = await limiter.read_and_count(key, "api", key[key.rindex("{") :])
+        args = (2, key, limiter.key("api", key[key.rindex("{") :]), limiter.WINDOW * 2)
+        run = self._redis.execute_command
+        try:  # (not `redis_errors()`: this is the hot path, and a try costs nothing)
+            try:
+                blob, count = await run("EVALSHA", _READ_AND_COUNT_SHA, *args)
+            except NoScriptError:  # a restarted or new Redis: EVAL caches the script again
+                blob, count = await run("EVAL", _READ_AND_COUNT, *args)
+        except REDIS_FAILURES as exc:
+            raise unavailable() from exc
         if blob is not None:
-            limiter.enforce("api", count)
+            limiter.enforce("api", int(count))
         return _bytes(blob)
 
 
@@ -189,13 +217,15 @@ local n = redis.call('INCR', KEYS[2])
 if n == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
 return {blob, n}
 """
+# The name Redis caches the script under (SHA-1 is Redis's choice, not a security one).
+_READ_AND_COUNT_SHA = hashlib.sha1(_READ_AND_COUNT.encode(), usedforsecurity=False).hexdigest()
 
 
 class RateLimiter:
     """Fixed one-minute windows counted in Redis (`{prefix}rl:{kind}:{subject}:{window}`).
 
     The counters are shared by every worker and replica. The API count rides in the session
-    read (`read_and_count`, one script), so a limit costs no extra round trip.
+    read (`SessionStore.raw_counted`, one script), so a limit costs no extra round trip.
     """
 
     WINDOW = 60
@@ -213,20 +243,12 @@ class RateLimiter:
         self._limits = limits
         self._clock = clock
         self._on_limit = on_limit
-        self._read_and_count = redis.register_script(_READ_AND_COUNT)
 
     def active(self, kind: str) -> bool:
         return self._limits.get(kind, 0) > 0
 
-    def _key(self, kind: str, subject: str) -> str:
+    def key(self, kind: str, subject: str) -> str:
         return f"{self._prefix}{kind}:{subject}:{int(self._clock() // self.WINDOW)}"
-
-    async def read_and_count(self, key: str, kind: str, subject: str) -> tuple[Any, int]:
-        """GET `key` and, if it exists, count one `kind` event for `subject` (one EVALSHA)."""
-        found, count = await self._read_and_count(
-            keys=[key, self._key(kind, subject)], args=[self.WINDOW * 2]
-        )
-        return found, int(count)
 
     def enforce(self, kind: str, count: int) -> None:
         """429 with the seconds left in this window once `count` passes the limit."""
@@ -244,7 +266,7 @@ class RateLimiter:
         if not self.active(kind):
             return
         async with redis_errors():
-            key = self._key(kind, subject)
+            key = self.key(kind, subject)
             pipe = self._redis.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, self.WINDOW * 2)

@@ -63,7 +63,7 @@ async def start(app: str, body: StartRequest, request: Request, services: Servic
 async def session(app: str, request: Request, services: ServicesDep) -> Response:
     """Whether the caller is signed in to this app (200 either way)."""
     cfg = services.flow.app(app)
-    caller = await services.auth.current(request, app, cfg)
+    caller = await services.auth.current(request.scope["headers"], app, cfg)
     if caller is None:
         query = urlencode({"return_to": cfg.return_urls[0]}) if cfg.return_urls else ""
         body: dict[str, Any] = {
@@ -124,7 +124,10 @@ async def telenor(app: str, path: str, request: Request, services: ServicesDep) 
 
 async def _proxy(services: Services, request: Request, app: str, path: str) -> Response:
     services.flow.app(app)
-    return await services.proxy.forward(request, app, path)
+    status, headers, body = await services.proxy.forward(request.scope["headers"], app, path)
+    response = Response(body, status_code=status)
+    response.raw_headers = headers
+    return response
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,8 @@ class ProxiedRoutes:
     """Pure ASGI for `GET /api/{app}/user-info|device-info|telenor/{path}`; the rest passes on.
 
     It sits inside the CORS/CSRF guard, so every check still applies; errors are the same
-    problem+json the exception handlers give, counted by `on_error`.
+    problem+json the exception handlers give, counted by `on_error`. Telenor's answer goes out
+    as two ASGI messages, with no Request or Response objects in between.
     """
 
     def __init__(self, app: ASGIApp, on_error: Callable[[str], None]) -> None:
@@ -153,29 +157,34 @@ class ProxiedRoutes:
         self._on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            parts = scope["path"].split("/", 4)  # "", "api", app, what[, path]
-            if len(parts) >= 4 and parts[1] == "api":
-                what = parts[3]
-                if len(parts) == 4 and what in SHORTCUTS:
-                    upstream = SHORTCUTS[what]
-                elif what == "telenor" and len(parts) == 5 and parts[4]:
-                    upstream = parts[4]
-                else:
-                    upstream = ""
-                if upstream:
-                    await self._serve(scope, receive, send, parts[2], what, upstream)
-                    return
-        await self.app(scope, receive, send)
-
-    async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, app: str, what: str, path: str
-    ) -> None:
+        matched = _proxied(scope) if scope["type"] == "http" else None
+        if matched is None:
+            await self.app(scope, receive, send)
+            return
+        app, what, upstream = matched
         scope["route"] = _TEMPLATES[what]
         services: Services = scope["state"]["services"]
         try:
-            response = await _proxy(services, Request(scope, receive), app, path)
+            services.flow.app(app)
+            status, headers, body = await services.proxy.forward(scope["headers"], app, upstream)
         except BffError as exc:
             self._on_error(exc.code)
-            response = problem_for(exc)
-        await response(scope, receive, send)
+            await problem_for(exc)(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _proxied(scope: Scope) -> tuple[str, str, str] | None:
+    """(app, which route, upstream path) for a proxied GET, else None."""
+    if scope["method"] != "GET":
+        return None
+    parts = scope["path"].split("/", 4)  # "", "api", app, what[, path]
+    if len(parts) < 4 or parts[1] != "api":
+        return None
+    what = parts[3]
+    if len(parts) == 4 and what in SHORTCUTS:
+        return parts[2], what, SHORTCUTS[what]
+    if what == "telenor" and len(parts) == 5 and parts[4]:
+        return parts[2], what, parts[4]
+    return None

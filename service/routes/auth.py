@@ -71,7 +71,7 @@ async def logout(
 ) -> Response:
     """End the session (cookie or bearer); Telenor's logout runs best-effort afterwards."""
     services.flow.app(app)
-    ended = await services.auth.logout(request, app)
+    ended = await services.auth.logout(request.scope["headers"], app)
     response = Response(status_code=204, headers={"Cache-Control": "no-store"})
     services.cookies.clear_session(response, app)
     if ended is not None:
