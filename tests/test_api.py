@@ -7,6 +7,7 @@ import asyncio
 import httpx
 import pytest
 
+from service.crypto import digest
 from service.sandbox.app import ForcedResponse
 from tests.support.browser import APP_ORIGIN, BFF, walk_login
 
@@ -104,6 +105,32 @@ async def test_repeated_headers_cannot_split_the_guard_from_the_session_lookup(s
         headers=[*CSRF.items(), ("Authorization", "Basic eDp5"), ("Authorization", "Bearer x")],
     )
     assert ok.status_code == 200  # the first (Basic) one counts: the cookie signs this call in
+
+
+async def test_an_opened_record_is_trusted_only_under_its_own_key_and_bytes(bff, redis):
+    """Records opened once are remembered, by Redis key and exact ciphertext: a copy of a known
+    record under another session's key, or a changed one, is still refused (the AES-GCM
+    associated data is the key), and the original works again once restored."""
+
+    def key(client: httpx.AsyncClient) -> str:
+        session_id = client.cookies["__Host-Http-bff-web"]
+        return f"{bff.settings.redis_key_prefix}session:{{{digest(session_id)}}}"
+
+    async with bff.browser() as alice, bff.browser() as bob:
+        for user in (alice, bob):
+            assert (await walk_login(user)).final.status_code == 302
+        assert (await alice.get(f"{BFF}/api/web/user-info", headers=CSRF)).status_code == 200
+        alices = await redis.get(key(alice))
+        original_bobs = await redis.get(key(bob))
+        await redis.set(key(bob), alices)  # Alice's record, opened a moment ago, under Bob's key
+        assert (await bob.get(f"{BFF}/api/web/user-info", headers=CSRF)).status_code == 401
+        flipped = alices[:-1] + bytes([alices[-1] ^ 1])
+        await redis.set(key(alice), flipped)
+        assert (await alice.get(f"{BFF}/api/web/user-info", headers=CSRF)).status_code == 401
+        await redis.set(key(alice), alices)
+        await redis.set(key(bob), original_bobs)
+        for user in (alice, bob):
+            assert (await user.get(f"{BFF}/api/web/user-info", headers=CSRF)).status_code == 200
 
 
 async def test_preflight_for_own_origin_is_answered_exactly(browser):
