@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from .config import Settings
 
