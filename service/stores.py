@@ -194,7 +194,7 @@ class SessionStore:
         script: EVALSHA itself, since redis-py's `Script` wrapper costs more than the call)."""
         if not limiter.active("api"):
             return await self.raw(key)
-        args = (2, key, limiter.key("api", key[key.rindex("{") :]), limiter.WINDOW * 2)
+        args = (b"2", key, limiter.key("api", key[key.rindex("{") :]), limiter.expiry)
         run = self._redis.execute_command
         try:  # (not `redis_errors()`: this is the hot path, and a try costs nothing)
             try:
@@ -218,7 +218,9 @@ if n == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
 return {blob, n}
 """
 # The name Redis caches the script under (SHA-1 is Redis's choice, not a security one).
-_READ_AND_COUNT_SHA = hashlib.sha1(_READ_AND_COUNT.encode(), usedforsecurity=False).hexdigest()
+_READ_AND_COUNT_SHA = (
+    hashlib.sha1(_READ_AND_COUNT.encode(), usedforsecurity=False).hexdigest().encode()
+)
 
 
 class RateLimiter:
@@ -243,6 +245,8 @@ class RateLimiter:
         self._limits = limits
         self._clock = clock
         self._on_limit = on_limit
+        # A counter outlives its window by one, so a late call still finds it (bytes: sent as is).
+        self.expiry = str(self.WINDOW * 2).encode()
 
     def active(self, kind: str) -> bool:
         return self._limits.get(kind, 0) > 0
