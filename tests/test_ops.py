@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
 
 from service.config import Settings
-from tests.support.browser import BFF
+from tests.support.browser import APP_ORIGIN, BFF, walk_login
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +40,39 @@ async def test_readyz_is_503_problem_when_redis_is_down_and_healthz_stays_200(
         assert (await browser.get(f"{BFF}/healthz")).status_code == 200
         private_redis.start()
         assert (await browser.get(f"{BFF}/readyz")).status_code == 200
+
+
+async def test_a_hanging_redis_gives_503s_within_its_timeout_and_sessions_survive(
+    make_bff, private_redis
+):
+    """A Redis that stops answering but keeps its connections open (SIGSTOP) is the case only a
+    timeout catches: a signed-in call, a login start and /readyz each answer 503 well within
+    BFF_REDIS_TIMEOUT_SECONDS plus slack, and the same session works once Redis is back."""
+    csrf = {"X-CSRF": "1"}
+    async with (
+        make_bff(redis_url=private_redis.url, redis_timeout_seconds=0.5) as bff,
+        bff.browser() as browser,
+    ):
+        assert (await walk_login(browser)).final.status_code == 302
+        assert (await browser.get(f"{BFF}/api/web/user-info", headers=csrf)).status_code == 200
+        assert private_redis.pid is not None
+        os.kill(private_redis.pid, signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(10):  # a regression fails here instead of hanging
+                started = time.monotonic()
+                api = await browser.get(f"{BFF}/api/web/user-info", headers=csrf)
+                took = time.monotonic() - started
+                page = await browser.get(
+                    f"{BFF}/auth/web/login", params={"return_to": f"{APP_ORIGIN}/done"}
+                )
+                ready = await browser.get(f"{BFF}/readyz")
+        finally:
+            os.kill(private_redis.pid, signal.SIGCONT)
+        assert api.status_code == 503 and api.json()["type"].endswith(":store_unavailable")
+        assert api.headers["retry-after"] == "2" and took < 2.5
+        assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+        assert ready.status_code == 503
+        assert (await browser.get(f"{BFF}/api/web/user-info", headers=csrf)).status_code == 200
 
 
 async def test_unknown_api_route_is_404_problem(browser):
