@@ -39,6 +39,8 @@ from .sessions import SessionAuth
 from .stores import Clock, HandoffStore, RateLimiter, SessionStore, StateStore
 from .telenor import Telenor
 
+GC_THRESHOLDS = (20_000, 50, 100)
+
 
 class ConfigError(Exception):
     """The configuration has fatal problems; `check-config` lists them."""
@@ -99,6 +101,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         redis, close_redis = create_redis(settings)
+        thresholds = gc.get_threshold()
         timeout = settings.telenor.timeout_seconds
         oauth_http = _http_client(timeout, 50)
         api_http = _api_client(timeout, 200)
@@ -142,10 +145,14 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
                 metrics=metrics,
             )
             # Everything built so far lives as long as the process: keep it out of the
-            # collector's way (fewer and shorter GC pauses, which shows in the p99).
+            # collector's way (fewer and shorter GC pauses, which shows in the p99). A request
+            # leaves short-lived containers only, so the young generation is collected every
+            # 20 000 allocations instead of 700 (3 % less CPU per proxied call, bench/README.md).
             gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
             yield {"services": services}
         finally:
+            gc.set_threshold(*thresholds)
             await api_http.close()
             await oauth_http.aclose()
             await close_redis()
