@@ -190,6 +190,12 @@ def measured(pid: int, url: str, seconds: float, headers: dict[str, str]) -> Run
     return run
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started (uvicorn's workers), from /proc."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children]
+
+
 def machine_cpu() -> tuple[int, int]:
     """(busy, total) clock ticks of all CPUs since boot, from /proc/stat."""
     ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -399,11 +405,16 @@ def main() -> int:
         busy: list[float] = []
         shares: dict[str, list[float]] = {"wrk": [], "upstream stub": [], "Redis": []}
         helpers = {"upstream stub": stub.popen.pid, "Redis": redis.pid or 0}
+        workers = child_pids(bff2.popen.pid)
         for _ in range(args.rounds):
-            scale["BFF, 1 worker"].append(wrk(bff1.url + proxied, args.seconds, headers))
+            scale["BFF, 1 worker"].append(measured(pid, bff1.url + proxied, args.seconds, headers))
             machine, children = machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
             before = {name: cpu_seconds(p) for name, p in helpers.items()}
-            scale["BFF, 2 workers"].append(wrk(bff2.url + proxied, args.seconds, headers))
+            worker_cpu = sum(cpu_seconds(w) for w in workers)
+            two = wrk(bff2.url + proxied, args.seconds, headers)
+            worker_cpu = sum(cpu_seconds(w) for w in workers) - worker_cpu
+            two.cpu_us = worker_cpu / max(two.requests, 1) * 1e6
+            scale["BFF, 2 workers"].append(two)
             used, total = (a - b for a, b in zip(machine_cpu(), machine, strict=True))
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             seconds_used = used / os.sysconf("SC_CLK_TCK")
@@ -490,6 +501,21 @@ def main() -> int:
             )
             + f", leaving the two workers about {100 * (1 - helped):.0f} % of "
             f"{os.cpu_count()} CPUs: the machine is saturated, so this is a lower bound."
+        )
+        say()
+        # What two whole CPUs would give: each worker's throughput per CPU-second it used.
+        per_cpu = [
+            2 * one.cpu_us / two.cpu_us
+            for one, two in zip(scale["BFF, 1 worker"], scale["BFF, 2 workers"], strict=True)
+        ]
+        say(
+            f"CPU per request: 1 worker {med(scale['BFF, 1 worker'], 'cpu_us'):.0f} us, "
+            f"2 workers {med(scale['BFF, 2 workers'], 'cpu_us'):.0f} us (both workers' CPU "
+            "over their requests). With a whole CPU each, 2 workers would serve "
+            + ", ".join(f"{x:.2f}" for x in per_cpu)
+            + f" → median **{statistics.median(per_cpu):.2f}x** one worker's throughput "
+            "(2 x the ratio of CPU per request: a projection from measured CPU, not a "
+            "measured throughput)."
         )
         say()
 
