@@ -170,11 +170,13 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         # the tracer provider (an os.environ read) on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.include_router(auth.router)
-    app.include_router(api.router)
-    app.include_router(ops.router)
+    routers = [auth.router, api.router, ops.router]
     if settings.env == "development" and "demo" in settings.apps:
-        app.include_router(demo.router)
+        routers.append(demo.router)
+    for router in routers:
+        app.include_router(router)
+    # What the access log names a request by when it was refused before routing.
+    routes = [route for router in routers for route in router.routes]
 
     @app.exception_handler(BffError)
     async def on_bff_error(request: Request, exc: BffError) -> Response:
@@ -211,7 +213,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         layer = ProxyHeadersMiddleware(layer, trusted_hosts=settings.trusted_proxies)
         # Outermost: every response, including the layers' own refusals and unexpected errors
         # (AccessLog answers those with a 500 problem), gets a request id and one log line.
-        return AccessLog(layer, on_error=events.error)
+        return AccessLog(layer, on_error=events.error, routes=routes)
 
     app.edge = edge
     return app

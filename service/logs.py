@@ -14,7 +14,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
@@ -288,14 +288,34 @@ def new_request_id() -> str:
     return f"{random.getrandbits(64):016x}"
 
 
+def route_template(scope: Scope, routes: Sequence[Any] = ()) -> str | None:
+    """The route template the request matched. A request refused before routing (CORS/CSRF,
+    https, rate limits) has none in its scope yet: the first of `routes` (Starlette routes)
+    whose pattern and method fit names it. A 404 stays None."""
+    route = scope.get("route")
+    if route is not None:
+        return getattr(route, "path", None)
+    path, method = scope["path"], scope["method"]
+    for candidate in routes:
+        if method in (candidate.methods or ()) and candidate.path_regex.match(path):
+            return str(candidate.path)
+    return None
+
+
 class AccessLog:
     """Pure ASGI, outermost: request id in and out, one log line per request with its route
     template, and the last word on unexpected errors (a 500 problem+json that still carries the
     request id, and a redacted traceback in the log that names it)."""
 
-    def __init__(self, app: ASGIApp, on_error: Callable[[str], None] = lambda code: None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        on_error: Callable[[str], None] = lambda code: None,
+        routes: Sequence[Any] = (),
+    ) -> None:
         self.app = app
         self._on_error = on_error
+        self._routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -325,7 +345,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
-            route = getattr(scope.get("route"), "path", None)
+            route = route_template(scope, self._routes)
             log.error("unexpected error", exc_info=exc, extra={"fields": {"route": route}})
             self._on_error("internal")
             if status:  # the response has begun: all we can do is end the connection
@@ -338,7 +358,7 @@ class AccessLog:
             log_access(
                 (
                     scope["method"],
-                    getattr(scope.get("route"), "path", None),
+                    route_template(scope, self._routes),
                     status,
                     round((time.perf_counter() - started) * 1000, 2),
                     client[0] if client else None,

@@ -121,10 +121,13 @@ async def test_one_access_line_per_request_with_the_route_template_not_the_raw_p
 ):
     await browser.get(f"{BFF}/api/web/telenor/some/private/path", headers=CSRF)
     await browser.get(f"{BFF}/no/such/thing")
+    # Refused by the CSRF guard before routing: the line still names the route.
+    await browser.post(f"{BFF}/api/web/auth/start", headers={"Cookie": "__Host-Http-bff-web=x"})
     access = [r for r in lines(log_output()) if r["logger"] == "line_auth_bff.access"]
     assert [(r["method"], r["route"], r["status"]) for r in access] == [
         ("GET", "/api/{app}/telenor/{path:path}", 404),
         ("GET", None, 404),
+        ("POST", "/api/{app}/auth/start", 401),
     ]
     assert all(isinstance(r["duration_ms"], float) and r["client"] for r in access)
     ours = [r for r in lines(log_output()) if str(r["logger"]).startswith("line_auth_bff")]
