@@ -78,6 +78,37 @@ async def test_full_flow_through_sentinel(make_bff, sentinel):
 
 
 @pytest.fixture
+def sentinel_with_replica() -> Iterator[LocalSentinel]:
+    deployment = LocalSentinel(replica=True).start()
+    yield deployment
+    deployment.close()
+
+
+async def test_a_sentinel_failover_is_followed_without_a_failed_request(
+    make_bff, sentinel_with_replica
+):
+    """After Sentinel promotes the replica, the BFF's open connections to the old primary get
+    READONLY; redis-py drops them and the one configured retry reconnects through Sentinel. The
+    session made before the failover works, a new login works, and no request fails."""
+    sentinel = sentinel_with_replica
+    deployment = {"redis_sentinels": [sentinel.address], "redis_sentinel_service": sentinel.service}
+    async with make_bff(**deployment) as bff, bff.browser() as browser:
+        assert (await walk_login(browser)).final.status_code == 302
+        assert (await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)).status_code == 200
+        await asyncio.to_thread(sentinel.failover)
+        after = await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)
+        assert after.status_code == 200, after.text  # the old session, on the new primary
+        async with bff.browser() as newcomer:
+            assert (await walk_login(newcomer)).final.status_code == 302
+            device = await newcomer.get(f"{BFF}/api/web/device-info", headers=CSRF)
+            assert device.status_code == 200
+    assert sentinel.replica is not None
+    promoted = sync_redis.Redis(port=sentinel.replica.port)
+    assert promoted.info("replication")["role"] == "master" and promoted.dbsize() > 0
+    promoted.close()
+
+
+@pytest.fixture
 def durable_redis() -> Iterator[EmbeddedRedis]:
     """A private Redis that keeps its data across a stop (AOF, fsync always)."""
     server = EmbeddedRedis(None, "--appendonly", "yes", "--appendfsync", "always").start()

@@ -175,11 +175,18 @@ class LocalCluster:
 
 
 class LocalSentinel:
-    """A primary and one Sentinel watching it as `mymaster`."""
+    """A primary (and with `replica`, one replica of it) and one Sentinel watching it as
+    `mymaster`; `failover()` makes Sentinel promote the replica."""
 
-    def __init__(self, service: str = "mymaster") -> None:
+    def __init__(self, service: str = "mymaster", replica: bool = False) -> None:
         self.service = service
-        self.primary = EmbeddedRedis()
+        # Redis waits 5 s by default before it streams a first sync to a replica.
+        self.primary = EmbeddedRedis(None, "--repl-diskless-sync-delay", "0")
+        self.replica = (
+            EmbeddedRedis(None, "--replicaof", "127.0.0.1", str(self.primary.port))
+            if replica
+            else None
+        )
         self.port = free_port()
         self._dir = Path(tempfile.mkdtemp(prefix="bff-sentinel-"))
         self._proc: subprocess.Popen[bytes] | None = None
@@ -190,6 +197,12 @@ class LocalSentinel:
 
     def start(self) -> LocalSentinel:
         self.primary.start()
+        if self.replica is not None:
+            self.replica.start()
+            # Sentinel learns of replicas from the primary's INFO: let it see this one at once.
+            replica = redis.Redis(port=self.replica.port)
+            _wait(lambda: replica.info("replication")["master_link_status"] == "up", "replica")
+            replica.close()
         conf = self._dir / "sentinel.conf"
         conf.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
@@ -209,12 +222,50 @@ class LocalSentinel:
             time.sleep(0.02)
         return self
 
+    def failover(self) -> None:
+        """Promote the replica (SENTINEL FAILOVER) and wait until Sentinel names it and the
+        old primary has become its replica."""
+        assert self.replica is not None
+        sentinel = redis.Redis(port=self.port, decode_responses=True)
+        old = redis.Redis(port=self.primary.port, decode_responses=True)
+        new = redis.Redis(port=self.replica.port, decode_responses=True)
+        try:
+            _wait(lambda: bool(sentinel.sentinel_slaves(self.service)), "Sentinel sees the replica")
+            # A planned failover: the replica has every write first (replication is async, and
+            # Sentinel promotes without waiting; an unplanned one may lose the last writes).
+            target = old.info("replication")["master_repl_offset"]
+            _wait(lambda: new.info("replication")["slave_repl_offset"] >= target, "replication")
+            sentinel.execute_command("SENTINEL", "FAILOVER", self.service)
+            _wait(
+                lambda: (
+                    sentinel.sentinel_get_master_addr_by_name(self.service)[1] == self.replica.port  # type: ignore[union-attr]
+                    and old.info("replication")["role"] == "slave"
+                ),
+                "the failover",
+                seconds=30,
+            )
+        finally:
+            sentinel.close()
+            old.close()
+            new.close()
+
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             self._proc.wait(5)
+        if self.replica is not None:
+            self.replica.close()
         self.primary.close()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _wait(condition: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
+    """Poll a condition the servers make true (bounded)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 __all__ = [
