@@ -334,13 +334,35 @@ class AccessLog:
         header = (b"x-request-id", rid.encode())
         status = 0
         started = time.perf_counter()
+        logged = False
+
+        def access_line() -> None:
+            # Written when the response is complete, so its duration and its place among the
+            # lines leave out any background task that runs after it (Telenor's logout).
+            nonlocal logged
+            logged = True
+            client = scope.get("client")
+            log_access(
+                (
+                    scope["method"],
+                    route_template(scope, self._routes),
+                    status,
+                    round((time.perf_counter() - started) * 1000, 2),
+                    client[0] if client else None,
+                    rid,
+                )
+            )
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), header]
+                await send(message)
+                return
             await send(message)
+            if not message.get("more_body") and not logged:
+                access_line()
 
         try:
             await self.app(scope, receive, send_with_id)
@@ -354,15 +376,6 @@ class AccessLog:
                 scope, receive, send_with_id
             )
         finally:
-            client = scope.get("client")
-            log_access(
-                (
-                    scope["method"],
-                    route_template(scope, self._routes),
-                    status,
-                    round((time.perf_counter() - started) * 1000, 2),
-                    client[0] if client else None,
-                    rid,
-                )
-            )
+            if not logged:  # no complete response (a disconnect, a failure mid-response)
+                access_line()
             request_id.reset(token)

@@ -400,3 +400,20 @@ def test_access_line_formats_escape_what_they_print():
     assert (line["client"], line["route"], line["msg"]) == ('x"y\\z', None, "GET (unmatched) 404")
     human = HumanFormatter.access_line(0.0, fields)
     assert human.endswith('INFO  GET (unmatched) 404 duration_ms=0.5 client=x"y\\z')
+
+
+async def test_the_access_line_is_written_when_the_response_is_complete(
+    browser, sandbox, log_output
+):
+    """A logout answers 204 and then calls Telenor's logout in the background (here it hangs
+    until its 1 s timeout): the access line's duration stops at the response."""
+    await walk_login(browser)
+    sandbox.faults.hang = {"logout"}
+    assert (await browser.post(f"{BFF}/auth/web/logout", headers=CSRF)).status_code == 204
+    access = [
+        x
+        for x in lines(log_output())
+        if x["logger"] == "line_auth_bff.access" and x["route"] == "/auth/{app}/logout"
+    ]
+    assert len(access) == 1 and access[0]["status"] == 204
+    assert access[0]["duration_ms"] < 900  # the background call alone took 1000
