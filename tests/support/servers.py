@@ -230,12 +230,18 @@ class LocalSentinel:
         old = redis.Redis(port=self.primary.port, decode_responses=True)
         new = redis.Redis(port=self.replica.port, decode_responses=True)
         try:
-            _wait(lambda: bool(sentinel.sentinel_slaves(self.service)), "Sentinel sees the replica")
+            _wait(
+                lambda: any(
+                    r["flags"] == "slave" and r["master-link-status"] == "ok"
+                    for r in sentinel.sentinel_slaves(self.service)
+                ),
+                "Sentinel to see a healthy replica",
+            )
             # A planned failover: the replica has every write first (replication is async, and
             # Sentinel promotes without waiting; an unplanned one may lose the last writes).
             target = old.info("replication")["master_repl_offset"]
             _wait(lambda: new.info("replication")["slave_repl_offset"] >= target, "replication")
-            sentinel.execute_command("SENTINEL", "FAILOVER", self.service)
+            _wait(lambda: self._failover_started(sentinel), "Sentinel to start the failover")
             _wait(
                 lambda: (
                     sentinel.sentinel_get_master_addr_by_name(self.service)[1] == self.replica.port  # type: ignore[union-attr]
@@ -248,6 +254,15 @@ class LocalSentinel:
             sentinel.close()
             old.close()
             new.close()
+
+    def _failover_started(self, sentinel: redis.Redis) -> bool:
+        try:
+            sentinel.execute_command("SENTINEL", "FAILOVER", self.service)
+        except redis.ResponseError as exc:  # NOGOODSLAVE while its view is still settling
+            if "NOGOODSLAVE" not in str(exc):
+                raise
+            return False
+        return True
 
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
