@@ -70,7 +70,7 @@ class BrowserGuard:
             await self.app(scope, receive, send)
             return
 
-        # The first of each header counts, as for `SessionAuth.credential`; a session cookie in
+        # The first of each header counts, as for `SessionAuth._session_key`; a session cookie in
         # any Cookie header makes the request cookie-authenticated.
         origin = authorization = csrf = preflight = None
         session_cookie = False

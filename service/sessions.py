@@ -63,8 +63,9 @@ class SessionAuth:
         self._clock = clock
         self._inflight: dict[str, asyncio.Future[Session]] = {}
 
-    def credential(self, headers: RawHeaders, app: str) -> tuple[str, str] | None:
-        """(session id, "bearer"|"cookie") from a request's raw headers, bearer first."""
+    def _session_key(self, headers: RawHeaders, app: str) -> tuple[str, str] | None:
+        """(Redis key of the session, "bearer"|"cookie") from a request's raw headers, bearer
+        first. The session id itself goes no further than this."""
         authorization = cookie = None
         for name, value in headers:
             if name == b"authorization" and authorization is None:
@@ -73,11 +74,11 @@ class SessionAuth:
                 cookie = value
         if authorization and authorization[:7].lower() == b"bearer ":
             token = authorization[7:].strip().decode("latin-1")
-            return (token, "bearer") if 0 < len(token) <= 256 else None
+            return (self._sessions.key(token), "bearer") if 0 < len(token) <= 256 else None
         if cookie is None:
             return None
         found = self._cookies.read_session(cookie_parser(cookie.decode("latin-1")), app)
-        return (found, "cookie") if found and len(found) <= 256 else None
+        return (self._sessions.key(found), "cookie") if found and len(found) <= 256 else None
 
     def _caller(self, blob: bytes | None, key: str, via: str, app_id: str) -> Caller | None:
         session = self._sessions.decode(blob, key)
@@ -89,13 +90,12 @@ class SessionAuth:
         """The live session of this app behind the request's credential, refreshed when due:
         one round trip without a refresh, which also counts the call against the session's
         rate limit."""
-        found = self.credential(headers, app_id)
+        found = self._session_key(headers, app_id)
         if found is None:
             return None
-        key = self._sessions.key(found[0])
-        caller = self._caller(
-            await self._sessions.raw_counted(key, self._limiter), key, found[1], app_id
-        )
+        key, via = found
+        blob = await self._sessions.raw_counted(key, self._limiter)
+        caller = self._caller(blob, key, via, app_id)
         if caller is None:
             return None
         session = caller.session
@@ -195,11 +195,11 @@ class SessionAuth:
 
     async def logout(self, headers: RawHeaders, app_id: str) -> Session | None:
         """End the caller's session; the ended session (for Telenor's logout) or None."""
-        found = self.credential(headers, app_id)
+        found = self._session_key(headers, app_id)
         if found is None:
             return None
-        key = self._sessions.key(found[0])
-        caller = self._caller(await self._sessions.raw(key), key, found[1], app_id)
+        key, via = found
+        caller = self._caller(await self._sessions.raw(key), key, via, app_id)
         if caller is None:
             return None
         await self._sessions.delete_key(caller.key)
