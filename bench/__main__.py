@@ -21,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -70,11 +71,11 @@ class Bench:
     redis: EmbeddedRedis
     procs: list[Proc] = field(default_factory=list)
 
-    def start(self, name: str, args: list[str], port: int) -> Proc:
+    def start(self, name: str, args: list[str], port: int, cwd: Path = ROOT) -> Proc:
         popen = subprocess.Popen(
             [PY, *args],
             env=self.env,
-            cwd=ROOT,
+            cwd=cwd,  # `python -m service` imports the `service` package found there
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -278,6 +279,11 @@ def main() -> int:
         "--quick", action="store_true", help="only the alternating proxied-call comparison"
     )
     parser.add_argument(
+        "--baseline",
+        metavar="GIT_REF",
+        help="also run the BFF as of this commit, alternating with today's (same-run before/after)",
+    )
+    parser.add_argument(
         "--bff-env",
         action="append",
         default=[],
@@ -291,7 +297,8 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     redis = EmbeddedRedis().start()
-    ports = {name: free_port() for name in ("stub", "sandbox", "bff1", "bff1q", "bff2", "ceiling")}
+    names = ("stub", "sandbox", "bff1", "bff1q", "bff2", "ceiling", "baseline")
+    ports = {name: free_port() for name in names}
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BFF_")},
         "BFF_ENV": "production",
@@ -304,6 +311,8 @@ def main() -> int:
         # Counted (the cost is measured) but never reached.
         "BFF_RATE_LIMIT_API_PER_MINUTE": "1000000000",
         "BFF_RATE_LIMIT_LOGIN_PER_MINUTE": "1000000000",
+        "BFF_RATE_LIMIT_LOGIN_PER_BROWSER_PER_MINUTE": "1000000000",
+        "BFF_RATE_LIMIT_LOGIN_PER_APP_PER_MINUTE": "1000000000",
         "BFF_APPS__BENCH__CLIENT_ID": "bench-client",
         "BFF_APPS__BENCH__CLIENT_SECRET": "bench-secret-not-for-production",
         "BFF_APPS__BENCH__ALLOWED_ORIGINS": f'["{APP_ORIGIN}"]',
@@ -312,6 +321,7 @@ def main() -> int:
     env.update(item.split("=", 1) for item in args.bff_env)  # type: ignore[misc]
     bench = Bench(env, redis)
     report: list[str] = []
+    cleanup: list[Path] = []
 
     def say(text: str = "") -> None:
         print(text, flush=True)
@@ -330,6 +340,21 @@ def main() -> int:
         bench.env = {**env, "BFF_LOG_LEVEL": "warning"}
         quiet = bench.start("bff1q", [*serve, "--port", str(ports["bff1q"])], ports["bff1q"])
         bench.env = env
+        baseline = None
+        if args.baseline:
+            # That commit's `service` package, run with this venv's dependencies.
+            old = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
+            cleanup.append(old)
+            archive = subprocess.run(
+                ["git", "archive", args.baseline, "service"],
+                cwd=ROOT,
+                capture_output=True,
+                check=True,
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            baseline = bench.start(
+                "baseline", [*serve, "--port", str(ports["baseline"])], ports["baseline"], cwd=old
+            )
         session = asyncio.run(_login_once(bff1.url))
         key = "bff:session:" + digest(session)
         ceiling = bench.start(
@@ -378,6 +403,8 @@ def main() -> int:
             "BFF, 1 worker, no access log": (quiet.popen.pid, quiet.url + proxied),
             "upstream direct": (stub.popen.pid, stub.url + "/user-info/v1/users"),
         }
+        if baseline is not None:
+            targets[f"BFF at {args.baseline}"] = (baseline.popen.pid, baseline.url + proxied)
         runs: dict[str, list[Run]] = {name: [] for name in targets}
         for _, url in targets.values():
             wrk(url, 1, headers)  # warm-up
@@ -386,7 +413,7 @@ def main() -> int:
                 runs[name].append(measured(target_pid, url, args.seconds, headers))
 
         if args.quick:
-            _quick_report(say, runs)
+            _quick_report(say, runs, args.baseline)
             if args.profile:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
                 for name, (target_pid, url) in list(targets.items())[:3]:
@@ -586,11 +613,13 @@ def main() -> int:
             say()
     finally:
         bench.close()
+        for directory in cleanup:
+            shutil.rmtree(directory, ignore_errors=True)
     (RESULTS / "latest.md").write_text("\n".join(report) + "\n")
     return 0
 
 
-def _quick_report(say, runs: dict[str, list[Run]]) -> None:  # type: ignore[no-untyped-def]
+def _quick_report(say, runs: dict[str, list[Run]], baseline: str | None) -> None:  # type: ignore[no-untyped-def]
     for name, values in runs.items():
         say(
             f"{name}: "
@@ -602,7 +631,18 @@ def _quick_report(say, runs: dict[str, list[Run]]) -> None:  # type: ignore[no-u
     say(
         "BFF/ceiling throughput "
         + ", ".join(f"{b.rps / c.rps:.2f}" for c, b in zip(ceiling, bff, strict=True))
+        + "; CPU per request "
+        + ", ".join(f"{b.cpu_us / c.cpu_us:.2f}" for c, b in zip(ceiling, bff, strict=True))
     )
+    if baseline:
+        pairs = list(zip(runs[f"BFF at {baseline}"], bff, strict=True))
+        rps = [b.rps / o.rps for o, b in pairs]
+        cpu = [b.cpu_us / o.cpu_us for o, b in pairs]
+        say(
+            f"BFF/BFF at {baseline}: throughput {', '.join(f'{r:.2f}' for r in rps)}"
+            f" (median {statistics.median(rps):.2f}); CPU per request"
+            f" {', '.join(f'{c:.2f}' for c in cpu)} (median {statistics.median(cpu):.2f})"
+        )
 
 
 def _fmt(commands: dict[str, float]) -> str:
