@@ -11,10 +11,12 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import random
 import secrets
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from starlette.responses import (
     PlainTextResponse,
     RedirectResponse,
     Response,
+    StreamingResponse,
 )
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -93,16 +96,33 @@ class ForcedResponse:
 
 
 @dataclass
+class LargeBody:
+    """An answer of `size` bytes (with Content-Length, or chunked) instead of the real one."""
+
+    endpoint: str
+    size: int
+    chunked: bool = False
+
+
+@dataclass
 class Faults:
     latency: dict[str, float] = field(default_factory=dict)
     responses: list[ForcedResponse] = field(default_factory=list)
     hang: set[str] = field(default_factory=set)
+    large: list[LargeBody] = field(default_factory=list)
+    # Extra response headers on an endpoint's normal answers (e.g. a Cache-Control).
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Members replacing those of every successful token response (odd values Telenor might send).
+    token_fields: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "latency": self.latency,
             "responses": [r.__dict__ for r in self.responses],
             "hang": sorted(self.hang),
+            "large": [b.__dict__ for b in self.large],
+            "headers": self.headers,
+            "token_fields": self.token_fields,
         }
 
 
@@ -193,7 +213,16 @@ class Sandbox:
                 {"code": forced.status * 100 + 1, "message": "Injected fault"},
                 status_code=forced.status,
             )
+        for large in self.faults.large:
+            if large.endpoint in (endpoint, "*"):
+                return _large_body(large)
         return None
+
+    def _token_body(self, body: dict[str, Any]) -> Response:
+        """A successful token response, with any injected odd members (NaN and Infinity are
+        written as JavaScript literals, as a careless encoder would)."""
+        text = json.dumps({**body, **self.faults.token_fields})  # allow_nan: on purpose
+        return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
 
     def _page(self, request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         lang = _language(request)
@@ -404,7 +433,7 @@ class Sandbox:
                 refresh = sandbox._issue(client.client_id, grant.msisdn, "refresh")
                 grant.tokens.append(refresh)
                 body.update(refresh_token=refresh, token_type="Bearer")  # noqa: S106  (a type name)
-            return JSONResponse(body, headers={"Cache-Control": "no-store"})
+            return sandbox._token_body(body)
 
         @app.get("/user-info/v1/users")
         async def user_info(request: Request) -> Response:
@@ -413,7 +442,9 @@ class Sandbox:
             token = sandbox._bearer(request)
             if isinstance(token, JSONResponse):
                 return token
-            return JSONResponse(SUBSCRIBERS[token.msisdn].user)
+            return JSONResponse(
+                SUBSCRIBERS[token.msisdn].user, headers=sandbox.faults.headers.get("user-info")
+            )
 
         @app.get("/mobile-device-info/v1/device")
         async def device_info(request: Request) -> Response:
@@ -422,7 +453,9 @@ class Sandbox:
             token = sandbox._bearer(request)
             if isinstance(token, JSONResponse):
                 return token
-            return JSONResponse(SUBSCRIBERS[token.msisdn].device)
+            return JSONResponse(
+                SUBSCRIBERS[token.msisdn].device, headers=sandbox.faults.headers.get("device-info")
+            )
 
         @app.get("/oauth/v2/logout")
         async def logout(request: Request) -> Response:
@@ -455,11 +488,24 @@ class Sandbox:
                         for r in body.get("responses", [])
                     ],
                     hang={str(e) for e in body.get("hang", [])},
+                    large=[
+                        LargeBody(str(b["endpoint"]), int(b["size"]), bool(b.get("chunked")))
+                        for b in body.get("large", [])
+                    ],
+                    headers={
+                        str(e): {str(k): str(v) for k, v in h.items()}
+                        for e, h in body.get("headers", {}).items()
+                    },
+                    token_fields=dict(body.get("token_fields", {})),
                 )
             except (ValueError, KeyError, TypeError, AttributeError):
                 return JSONResponse({"error": "bad fault description"}, status_code=400)
             unknown = (
-                set(faults.latency) | {r.endpoint for r in faults.responses} | faults.hang
+                set(faults.latency)
+                | {r.endpoint for r in faults.responses}
+                | faults.hang
+                | {b.endpoint for b in faults.large}
+                | set(faults.headers)
             ) - {*ENDPOINTS, "*"}
             if unknown:
                 return JSONResponse({"error": f"unknown endpoints {sorted(unknown)}"}, 400)
@@ -493,14 +539,13 @@ class Sandbox:
         refresh.revoked = True  # rotation: each refresh token works once
         access = self._issue(client.client_id, refresh.msisdn)
         new_refresh = self._issue(client.client_id, refresh.msisdn, "refresh")
-        return JSONResponse(
+        return self._token_body(
             {
                 "access_token": access,
                 "expires_in": self.token_lifetime,
                 "refresh_token": new_refresh,
                 "token_type": "Bearer",
-            },
-            headers={"Cache-Control": "no-store"},
+            }
         )
 
 
@@ -516,6 +561,20 @@ class _Recorder:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             self.log.append(Recorded(scope["method"], scope["path"], headers))
         await self.app(scope, receive, send)
+
+
+def _large_body(large: LargeBody) -> Response:
+    """`large.size` bytes of JSON-looking filler, streamed in 64 KiB pieces."""
+    piece = b" " * 65536
+
+    async def chunks() -> AsyncIterator[bytes]:
+        left = large.size
+        while left > 0:
+            yield piece[: min(left, len(piece))]
+            left -= len(piece)
+
+    headers = {} if large.chunked else {"Content-Length": str(large.size)}
+    return StreamingResponse(chunks(), media_type="application/json", headers=headers)
 
 
 def _oauth_error(error: str) -> JSONResponse:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 from fastapi import FastAPI
@@ -85,12 +85,14 @@ async def walk_login(
     if challenge:
         params.update(code_challenge=challenge, code_challenge_method="S256")
     if start is None:
-        r = await browser.get(f"{BFF}/auth/{app}/login", params=params)
+        start = f"{BFF}/auth/{app}/login?{urlencode(params)}"
+    # The BFF's own hops (the network entry's https detour) until the browser leaves for Telenor.
+    while urlsplit(start).hostname == "bff.test":
+        r = await browser.get(start)
         walk.hops.append(r)
         assert r.status_code == 302, r.text
-        walk.authorize_url = r.headers["location"]
-    else:
-        walk.authorize_url = start
+        start = str(r.url.join(r.headers["location"]))
+    walk.authorize_url = start
     headers = {"X-Sandbox-MSISDN": msisdn} if network else {}
     r = await browser.get(walk.authorize_url, headers=headers)
     walk.hops.append(r)
