@@ -29,6 +29,7 @@ from .deps import Services
 from .errors import BffError, problem_for, problem_response
 from .events import Events
 from .flow import LoginFlow
+from .limits import BodyLimit
 from .logs import REDACTOR, AccessLog
 from .metrics import Metrics
 from .pages import Pages
@@ -106,7 +107,9 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         oauth_http = _http_client(timeout, 50)
         api_http = _api_client(timeout, 200)
         try:
-            telenor = Telenor(settings.telenor, oauth_http, api_http)
+            telenor = Telenor(
+                settings.telenor, oauth_http, api_http, max_body=settings.max_upstream_body_bytes
+            )
             prefix = settings.redis_key_prefix
             sessions = SessionStore(redis, prefix, cipher, settings.session_max_seconds, clock)
             handoffs = HandoffStore(redis, prefix, cipher, settings.handoff_ttl_seconds)
@@ -116,6 +119,8 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
                 prefix,
                 {
                     "login": settings.rate_limit_login_per_minute,
+                    "login_browser": settings.rate_limit_login_per_browser_per_minute,
+                    "login_app": settings.rate_limit_login_per_app_per_minute,
                     "api": settings.rate_limit_api_per_minute,
                 },
                 clock,
@@ -169,7 +174,14 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         # Our own metrics and logs cover this; FastAPI's OpenTelemetry probe otherwise looks up
         # the tracer provider (an os.environ read) on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # FastAPI's /docs and /redoc load unpinned bundles from a public CDN, on the origin
+        # where the session cookie lives: a compromised release could read the API. The
+        # document itself stays at /openapi.json (and in openapi/openapi.json).
+        docs_url=None,
+        redoc_url=None,
     )
+    # Starlette would redirect `/path/` to `/path`, building Location from the Host header.
+    app.router.redirect_slashes = False
     routers = [auth.router, api.router, ops.router]
     if settings.env == "development" and "demo" in settings.apps:
         routers.append(demo.router)
@@ -209,6 +221,8 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         layer: Any = api.ProxiedRoutes(inner, on_error=events.error)
         layer = BrowserGuard(layer, settings=settings, cookies=cookies, on_reject=events.rejected)
         layer = HttpsOnly(layer, settings=settings)
+        # Before anything answers: a refusal must not leave a huge body to be read anyway.
+        layer = BodyLimit(layer, max_bytes=settings.max_body_bytes, on_error=events.error)
         # X-Forwarded-For/-Proto are believed only from BFF_TRUSTED_PROXIES.
         layer = ProxyHeadersMiddleware(layer, trusted_hosts=settings.trusted_proxies)
         # Outermost: every response, including the layers' own refusals and unexpected errors

@@ -85,21 +85,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .app import prepared
 
-        prepared(Settings())
+        settings = prepared(Settings())
     except (ValidationError, ValueError) as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         print("run `line-auth-bff check-config` for the full list", file=sys.stderr)
         return 2
     made = _metrics_dir(args.workers)
     try:
-        _run(args)
+        _run(args, settings)
     finally:
         if made:
             shutil.rmtree(made, ignore_errors=True)
     return 0
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace, settings: Settings) -> None:
+    from .limits import PROTOCOLS
+
     uvicorn.run(
         "service.cli:factory",
         factory=True,
@@ -107,7 +109,9 @@ def _run(args: argparse.Namespace) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's protocol of that name, with the request head capped (service/limits.py).
+        http=PROTOCOLS[args.http],
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         proxy_headers=False,  # the app applies BFF_TRUSTED_PROXIES itself
         server_header=False,
         timeout_graceful_shutdown=20,
@@ -141,6 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--http",
+        choices=("httptools", "h11"),
+        default="httptools",
+        help="uvicorn's HTTP implementation (h11 is pure Python)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     dev = sub.add_parser("dev", help="run BFF + sandbox + demo with zero configuration")

@@ -172,8 +172,21 @@ class Settings(BaseSettings):
     refresh_skew_seconds: int = Field(default=60, ge=0)
     apps: dict[str, AppConfig] = Field(default_factory=dict)
     apps_file: Path | None = None
-    rate_limit_login_per_minute: int = Field(default=60, ge=0)
+    # Login starts per client address (an IPv4 address, or an IPv6 prefix of
+    # `rate_limit_ipv6_prefix` bits): a flood guard sized for carrier-grade NAT, where one
+    # address carries a mobile operator's whole pool of subscribers.
+    rate_limit_login_per_minute: int = Field(default=3000, ge=0)
+    # Login starts per browser (its binding cookie): what stops one browser or script.
+    rate_limit_login_per_browser_per_minute: int = Field(default=10, ge=0)
+    # Login starts per app, from everyone: bounds the live states in Redis and what reaches
+    # Telenor, whatever the number of addresses.
+    rate_limit_login_per_app_per_minute: int = Field(default=6000, ge=0)
+    rate_limit_ipv6_prefix: int = Field(default=64, ge=32, le=128)
     rate_limit_api_per_minute: int = Field(default=600, ge=0)
+    # Size limits on what clients send and what Telenor answers.
+    max_header_bytes: int = Field(default=32768, ge=4096, le=1 << 20)
+    max_body_bytes: int = Field(default=16384, ge=1024, le=16 << 20)
+    max_upstream_body_bytes: int = Field(default=1 << 20, ge=16384, le=64 << 20)
     log_format: Literal["json", "human"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
@@ -291,14 +304,8 @@ def config_problems(s: Settings) -> list[Problem]:
     prod = s.is_production
     if prod and not s.https:
         fatal(f"BFF_PUBLIC_URL {s.public_url} is http; production needs https")
-    if s.network_auth_url:
-        if not s.network_auth_url.startswith("http://"):
-            warn("BFF_NETWORK_AUTH_URL should be plain http (network authentication needs http)")
-        if urlsplit(s.network_auth_url).hostname != urlsplit(s.public_url).hostname:
-            warn(
-                "BFF_NETWORK_AUTH_URL has another host than BFF_PUBLIC_URL: the login-binding "
-                "cookie set on it will not reach the callback"
-            )
+    if s.network_auth_url and not s.network_auth_url.startswith("http://"):
+        warn("BFF_NETWORK_AUTH_URL should be plain http (network authentication needs http)")
     raw_keys = s.session_keys.get_secret_value() if s.session_keys else ""
     if not raw_keys.strip():
         if prod:
@@ -355,7 +362,13 @@ def config_problems(s: Settings) -> list[Problem]:
                 )
         if not app.pkce:
             warn(f"{prefix} PKCE is off (RFC 9700 §2.1.1 recommends it)")
-    if prod and not (s.rate_limit_login_per_minute and s.rate_limit_api_per_minute):
+    limits = (
+        s.rate_limit_login_per_minute,
+        s.rate_limit_login_per_browser_per_minute,
+        s.rate_limit_login_per_app_per_minute,
+        s.rate_limit_api_per_minute,
+    )
+    if prod and not all(limits):
         warn("a rate limit is off (BFF_RATE_LIMIT_*_PER_MINUTE=0)")
     if prod and s.trusted_proxies == ["127.0.0.1", "::1"]:
         warn(

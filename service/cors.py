@@ -24,7 +24,8 @@ from .errors import problem_response
 MAX_AGE = "600"
 ALLOW_HEADERS = "Content-Type, X-CSRF, X-Request-ID, Authorization, Accept, Accept-Language"
 ALLOW_METHODS = "GET, POST, OPTIONS"
-EXPOSE_HEADERS = "Retry-After, X-Request-ID"
+EXPOSE_HEADERS = "Retry-After, X-Request-ID, WWW-Authenticate"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class _AppRules:
@@ -72,7 +73,7 @@ class BrowserGuard:
 
         # The first of each header counts, as for `SessionAuth._session_key`; a session cookie in
         # any Cookie header makes the request cookie-authenticated.
-        origin = authorization = csrf = preflight = None
+        origin = authorization = csrf = preflight = fetch_site = None
         session_cookie = False
         for name, value in scope["headers"]:
             if name == b"cookie":
@@ -85,6 +86,8 @@ class BrowserGuard:
                 csrf = value if csrf is None else csrf
             elif name == b"access-control-request-method":
                 preflight = value
+            elif name == b"sec-fetch-site":
+                fetch_site = value if fetch_site is None else fetch_site
         allowed = origin is not None and origin in rules.origins
 
         if scope["method"] == "OPTIONS" and preflight is not None:
@@ -104,21 +107,32 @@ class BrowserGuard:
             return
 
         extra = _cors_headers(origin) if allowed else [(b"vary", b"Origin")]
+        bearer = authorization is not None and authorization[:7].lower() == b"bearer "
+        # RFC 6750 §3: a 401 names its scheme, and says why when a bearer token was sent.
+        challenge = (b"www-authenticate", b'Bearer error="invalid_token"' if bearer else b"Bearer")
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + extra
+                headers = [*message.get("headers", ()), *extra]
+                if message["status"] == 401:
+                    headers.append(challenge)
+                message["headers"] = headers
             await send(message)
 
-        bearer = authorization is not None and authorization[:7].lower() == b"bearer "
-        if not bearer and session_cookie:
-            if origin is not None and not allowed:
+        # A request that changes state (a POST: logout above all) from a page of another
+        # origin is refused whether or not a cookie came with it; so is a cookie request.
+        unsafe = scope["method"] not in SAFE_METHODS
+        if not bearer and (session_cookie or unsafe):
+            cross_site = fetch_site == b"cross-site" and origin is None
+            if (origin is not None and not allowed) or (unsafe and cross_site):
                 self._on_reject(parts[2], "origin")
                 await problem_response(
-                    "origin_not_allowed", f"Origin {origin[:100]} is not allowed for this app."
+                    "origin_not_allowed",
+                    f"Origin {(origin or 'of a cross-site request')[:100]} is not allowed for "
+                    "this app.",
                 )(scope, receive, send_with_cors)
                 return
-            if csrf != b"1":
+            if session_cookie and csrf != b"1":
                 self._on_reject(parts[2], "csrf_header")
                 await problem_response("csrf_header_missing")(scope, receive, send_with_cors)
                 return
@@ -144,6 +158,7 @@ class HttpsOnly:
     """
 
     OPS = frozenset({"/healthz", "/readyz", "/metrics"})
+    ENTRY = frozenset({"login", "network"})  # the network-authentication entry's routes
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -157,17 +172,21 @@ class HttpsOnly:
             return
         path: str = scope["path"]
         parts = path.split("/")
-        is_login = len(parts) == 4 and parts[1] == "auth" and parts[3] == "login"
-        if (self._entry and is_login and scope["method"] in ("GET", "HEAD")) or path in self.OPS:
+        is_entry = len(parts) == 4 and parts[1] == "auth" and parts[3] in self.ENTRY
+        if (self._entry and is_entry and scope["method"] in ("GET", "HEAD")) or path in self.OPS:
             await self.app(scope, receive, send)
             return
         if path.startswith("/api/") or scope["method"] not in ("GET", "HEAD"):
             await problem_response("https_required")(scope, receive, send)
             return
+        raw: bytes = scope.get("raw_path") or path.encode()
+        # Only a plain absolute path goes after the public origin: `*@evil.example/x` or
+        # `//evil.example/x` joined to it would name another host (or look like it).
+        if not raw.startswith(b"/") or raw.startswith(b"//") or raw.startswith(b"/\\"):
+            await problem_response("bad_request", "Not a path.")(scope, receive, send)
+            return
         query = scope.get("query_string", b"")
-        location = (
-            self._public + scope.get("raw_path", path.encode()) + (b"?" + query if query else b"")
-        )
+        location = self._public + raw + (b"?" + query if query else b"")
         await send(
             {
                 "type": "http.response.start",

@@ -11,6 +11,7 @@ import uvicorn
 from .app import create_app
 from .config import Settings
 from .embedded import EmbeddedRedis
+from .limits import PROTOCOLS
 from .logs import configure_logging
 from .sandbox import Sandbox
 
@@ -68,6 +69,8 @@ async def run_dev(port: int, host: str = "127.0.0.1") -> int:
                     log_config=None,
                     access_log=False,
                     proxy_headers=False,
+                    http=PROTOCOLS["httptools"],
+                    h11_max_incomplete_event_size=settings.max_header_bytes,
                 )
             ),
             uvicorn.Server(
@@ -79,7 +82,8 @@ async def run_dev(port: int, host: str = "127.0.0.1") -> int:
         print(
             f"Line Auth BFF (development)\n"
             f"  demo page      {settings.public_url}/demo\n"
-            f"  BFF            {settings.public_url}  (API docs: {settings.public_url}/docs)\n"
+            f"  BFF            {settings.public_url}\n"
+            f"  OpenAPI        {settings.public_url}/openapi.json\n"
             f"  Telenor sandbox http://localhost:{port + 1}/\n"
             f"  Redis          {'embedded ' if redis else ''}{redis_url}\n"
             f"Ctrl-C stops everything.",

@@ -30,6 +30,9 @@ CATALOG: dict[str, tuple[int, str]] = {
     "path_not_allowed": (404, "This Telenor API path is not on the app's allow-list"),
     "handoff_invalid": (400, "The handoff code is unknown, expired, used or does not match"),
     "rate_limited": (429, "Too many requests"),
+    "busy": (503, "Too many sign-ins are being started right now"),
+    "header_too_large": (431, "The request headers are too large"),
+    "body_too_large": (413, "The request body is too large"),
     "upstream_rate_limited": (429, "Telenor is rate limiting this app"),
     "upstream_error": (502, "Telenor answered with an error"),
     "upstream_unreachable": (502, "Telenor could not be reached"),
@@ -80,6 +83,15 @@ class BffError(Exception):
         return CATALOG.get(self.code, (500, "Error"))[1]
 
 
+def problem_body(code: str, detail: str | None = None, status: int | None = None) -> bytes:
+    """The RFC 9457 problem+json document for `code`."""
+    default_status, title = CATALOG.get(code, (500, "Error"))
+    body = {"type": PROBLEM_TYPE + code, "title": title, "status": status or default_status}
+    if detail:
+        body["detail"] = detail
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def problem_response(
     code: str,
     detail: str | None = None,
@@ -87,15 +99,11 @@ def problem_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """An RFC 9457 problem+json response for `code`."""
-    default_status, title = CATALOG.get(code, (500, "Error"))
-    status = status or default_status
-    body = {"type": PROBLEM_TYPE + code, "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
+    status = status or CATALOG.get(code, (500, ""))[0]
     out_headers = {"Cache-Control": "no-store"}
     out_headers.update(headers or {})
     return Response(
-        json.dumps(body, separators=(",", ":")).encode(),
+        problem_body(code, detail, status),
         status_code=status,
         media_type="application/problem+json",
         headers=out_headers,

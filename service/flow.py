@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from urllib.parse import urlencode
 
 from .config import AppConfig, Settings
 from .crypto import digest, new_token, pkce_challenge
@@ -25,18 +26,55 @@ from .stores import (
     RateLimiter,
     SessionStore,
     StateStore,
+    address_bucket,
 )
 from .telenor import Telenor, TokenError
 
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-_BINDING = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # new_token(32)
 MODES = ("cookie", "handoff")
+START_PARAMS = ("return_to", "mode", "code_challenge", "code_challenge_method")
+KEPT_LOGINS = 3  # logins of one browser that may finish in parallel (tabs)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """The login-binding cookie: `{browser}.{login}[.{login}…]`.
+
+    Every login mints a fresh binding of its own (`issue`), and its state stores only the
+    SHA-256 of it; the callback must present it (RFC 9700 §4.7: the state is bound to the
+    browser). The few before it are kept beside it, so logins started in parallel tabs can all
+    finish. `browser` is a stable random id of this browser: the key of its own login limit,
+    nothing else. The cookie is `__Host-` on https, so no other host can plant one.
+    """
+
+    browser: str
+    logins: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, value: str | None) -> Binding | None:
+        parts = value.split(".") if value else []
+        if not 2 <= len(parts) <= KEPT_LOGINS + 1 or not all(map(_TOKEN.match, parts)):
+            return None
+        return cls(parts[0], tuple(parts[1:]))
+
+    @classmethod
+    def issue(cls, previous: Binding | None) -> tuple[Binding, str]:
+        """The cookie for a new login (its browser id kept) and the new login's binding."""
+        login = new_token(32)
+        if previous is None:
+            return cls(new_token(32), (login,)), login
+        return cls(previous.browser, (login, *previous.logins)[:KEPT_LOGINS]), login
+
+    @property
+    def value(self) -> str:
+        return ".".join((self.browser, *self.logins))
 
 
 @dataclass(frozen=True)
 class Started:
-    authorization_url: str
-    binding: str  # cookie value to (re)set
+    authorization_url: str  # Telenor's, or the network entry's way there
+    binding: str  # the binding cookie's new value
     expires_at: float
 
 
@@ -88,17 +126,15 @@ class LoginFlow:
         cfg = self.app(app_id)
         return Flow(app_id, cfg.display_name or app_id, return_to, mode, challenge)
 
-    async def start(
+    def check_start(
         self,
         app_id: str,
         return_to: str | None,
         mode: str | None,
         code_challenge: str | None,
         code_challenge_method: str | None,
-        bindings: list[str],
-        client_ip: str,
-    ) -> Started:
-        """A fresh single-use state and the Telenor authorize URL for it."""
+    ) -> tuple[AppConfig, str, str]:
+        """(app, accepted return URL, mode) of a login request, or the BffError to show."""
         cfg = self.app(app_id)
         mode = mode or "cookie"
         checked = self._policies[app_id].check(return_to)
@@ -118,41 +154,83 @@ class LoginFlow:
                 "code_challenge_method=S256.",
                 flow=base,
             )
+        return cfg, checked, mode
+
+    async def start(
+        self,
+        app_id: str,
+        return_to: str | None,
+        mode: str | None,
+        code_challenge: str | None,
+        code_challenge_method: str | None,
+        binding_cookie: str | None,
+        client_ip: str,
+        network: bool = False,
+    ) -> Started:
+        """A fresh single-use state, bound to a fresh binding, and the URL to send the browser
+        to: Telenor's authorize URL, or with `network` the plain-http entry's way there."""
+        cfg, checked, mode = self.check_start(
+            app_id, return_to, mode, code_challenge, code_challenge_method
+        )
+        binding, login = Binding.issue(Binding.parse(binding_cookie))
         try:
-            await self._limiter.hit("login", client_ip)
+            await self._limiter.hit(
+                ("login_app", app_id),
+                ("login", address_bucket(client_ip, self._settings.rate_limit_ipv6_prefix)),
+                ("login_browser", digest(binding.browser)),
+            )
         except BffError as exc:
-            exc.flow = base
+            exc.flow = self.flow(app_id)
             raise
-        binding = next((b for b in bindings if _BINDING.match(b)), None) or new_token(32)
         verifier = new_token(48) if cfg.pkce else None
         record = LoginState(
             app=app_id,
             return_to=checked,
             mode=mode,
-            binding=digest(binding),
+            binding=digest(login),
             verifier=verifier,
             client_challenge=code_challenge if mode == "handoff" else None,
             created_at=self._clock(),
         )
         state = await self._states.issue(record)
-        url = self._telenor.authorize_url(
-            cfg,
-            state,
-            self._settings.callback_url(app_id),
-            pkce_challenge(verifier) if verifier else None,
-        )
+        entry = self._settings.network_auth_url
+        if network and entry:
+            # Telenor identifies the line only on a plain-http leg: leave from the http entry.
+            url = f"{entry}/auth/{app_id}/network?{urlencode({'state': state})}"
+        else:
+            url = self._authorize_url(app_id, cfg, state, record)
         self._events.login_started(app_id, mode)
-        return Started(url, binding, record.created_at + self._settings.state_ttl_seconds)
+        return Started(url, binding.value, record.created_at + self._settings.state_ttl_seconds)
+
+    def _authorize_url(self, app_id: str, cfg: AppConfig, state: str, record: LoginState) -> str:
+        challenge = pkce_challenge(record.verifier) if record.verifier else None
+        return self._telenor.authorize_url(
+            cfg, state, self._settings.callback_url(app_id), challenge
+        )
+
+    async def leave(self, app_id: str, state: str) -> str:
+        """Telenor's authorize URL for a login started on the https hop (read, not consumed:
+        the callback consumes it)."""
+        cfg = self.app(app_id)
+        record = await self._states.peek(state)
+        if record is None:
+            raise BffError("login_expired", flow=self.flow(app_id))
+        if record.app != app_id:
+            raise BffError("wrong_app", flow=self.flow(app_id))
+        return self._authorize_url(app_id, cfg, state, record)
 
     async def telenor_logout(self, access_token: str) -> None:
         """Best-effort logout at Telenor (DESIGN §1: optional, never blocks ours)."""
         await self._telenor.logout(access_token)
 
-    async def finish(self, app_id: str, params: Mapping[str, str], bindings: list[str]) -> Finished:
+    async def finish(
+        self, app_id: str, params: Mapping[str, str], binding_cookie: str | None
+    ) -> Finished:
         """Validate the callback, redeem the code, create the session; raise BffError otherwise."""
         cfg = self.app(app_id)
+        binding = Binding.parse(binding_cookie)
         try:
-            finished = await self._finish(app_id, cfg, params, bindings)
+            finished = await self._finish(app_id, cfg, params, binding.logins if binding else ())
         except BffError as exc:
             self._events.login_failed(app_id, exc.code)
             raise
@@ -160,7 +238,7 @@ class LoginFlow:
         return finished
 
     async def _finish(
-        self, app_id: str, cfg: AppConfig, params: Mapping[str, str], bindings: list[str]
+        self, app_id: str, cfg: AppConfig, params: Mapping[str, str], bindings: tuple[str, ...]
     ) -> Finished:
         state = await self._states.consume(params.get("state", ""))
         error = params.get("error")

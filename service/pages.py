@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from .errors import CATALOG, BffError
+from .flow import START_PARAMS
 from .return_urls import with_query
 
 # code -> language -> (title, what happened, what it means for {app})
@@ -165,13 +166,25 @@ TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
     "rate_limited": {
         "nb": (
             "For mange forsøk",
-            "Det er startet for mange innlogginger fra denne adressen på kort tid.",
+            "Det er startet for mange innlogginger herfra på kort tid.",
             "Vent litt før du prøver å logge inn i {app} igjen.",
         ),
         "en": (
             "Too many attempts",
-            "Too many sign-ins were started from this address in a short time.",
+            "Too many sign-ins were started from here in a short time.",
             "Please wait a little before signing in to {app} again.",
+        ),
+    },
+    "busy": {
+        "nb": (
+            "Mange logger inn akkurat nå",
+            "Det startes flere innlogginger enn tjenesten tar imot akkurat nå.",
+            "Du har ikke gjort noe galt. Prøv å logge inn i {app} igjen om et minutt.",
+        ),
+        "en": (
+            "Many people are signing in right now",
+            "More sign-ins are being started than the service accepts right now.",
+            "You did nothing wrong. Please try signing in to {app} again in a minute.",
         ),
     },
     "not_found": {
@@ -197,7 +210,6 @@ CSP = (
     "default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
-SAFE_PARAMS = {"return_to", "mode", "code_challenge", "code_challenge_method"}
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -247,7 +259,7 @@ class Pages:
             back_url = with_query(flow.return_to, error=error.code)
         other = "en" if lang == "nb" else "nb"
         # The switch link keeps only harmless parameters: never a callback's code or state.
-        query = {k: v for k, v in request.query_params.items() if k in SAFE_PARAMS}
+        query = {k: v for k, v in request.query_params.items() if k in START_PARAMS}
         query["lang"] = other
         switch_url = None
         if not request.url.path.endswith("/callback"):

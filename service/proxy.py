@@ -17,14 +17,12 @@ from .errors import BffError
 from .logs import request_id
 from .metrics import Metrics, status_class
 from .sessions import RawHeaders, SessionAuth
-from .telenor import Telenor, classify
+from .telenor import BodyTooLarge, Telenor, classify, read_capped
 
 FORWARD_REQUEST = frozenset({b"accept", b"accept-language", b"if-none-match"})
 # Upstream response headers worth passing on. Not X-Request-ID: the client gets ours (which
 # Telenor received), set by the access log.
-KEEP_RESPONSE = frozenset(
-    {b"content-type", b"etag", b"cache-control", b"last-modified", b"content-language"}
-)
+KEEP_RESPONSE = frozenset({b"content-type", b"etag", b"last-modified", b"content-language"})
 
 
 class Proxied(NamedTuple):
@@ -86,17 +84,27 @@ class ApiProxy:
         app = caller.session.app
         url = self._urls[app][path]  # allow-listed: checked above
         started = time.perf_counter()
+        cap = self._telenor.max_body
         try:
             async with self._telenor.api.get(
                 url, headers=upstream_headers, allow_redirects=False
             ) as up:
-                body = await up.read()
+                length = up.content_length
+                if length is not None and length > cap:
+                    raise BodyTooLarge(cap)
+                # A known length is read at once; a chunked answer only up to the cap.
+                body = await (
+                    up.read() if length is not None else read_capped(up.content.iter_any(), cap)
+                )
                 status = up.status
                 raw = up.raw_headers
         except (aiohttp.ClientError, TimeoutError) as exc:
             failure = classify(exc)
             self._count(app, path, failure.removeprefix("upstream_"))
             raise BffError(failure) from None
+        except BodyTooLarge:
+            self._count(app, path, "too_large")
+            raise BffError("upstream_error", f"Telenor's answer is over {cap} bytes.") from None
         elapsed = time.perf_counter() - started
         latency = self._latency.get((app, path))
         if latency is None:
@@ -116,6 +124,8 @@ class ApiProxy:
         if status >= 500:
             raise BffError("upstream_error", f"Telenor answered {status}.")
         kept = [(name.lower(), value) for name, value in raw if name.lower() in KEEP_RESPONSE]
+        # Personal data: no cache keeps it, whatever Telenor's own Cache-Control says.
+        kept.append((b"cache-control", b"no-store"))
         if status not in (204, 304):
             kept.append((b"content-length", str(len(body)).encode()))
         return Proxied(status, kept, body)

@@ -7,8 +7,9 @@ in plaintext values: sessions and handoffs are AES-GCM sealed under the SHA-256 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -70,10 +71,19 @@ class StateStore:
 
     async def consume(self, value: str) -> LoginState | None:
         """The state, exactly once; None when unknown, used or expired."""
+        return await self._read(value, self._redis.getdel)
+
+    async def peek(self, value: str) -> LoginState | None:
+        """The state, left in place for its callback; None when unknown, used or expired."""
+        return await self._read(value, self._redis.get)
+
+    async def _read(
+        self, value: str, command: Callable[[str], Awaitable[bytes | str | None]]
+    ) -> LoginState | None:
         if not value or len(value) > 128:
             return None
         async with redis_errors():
-            raw = await self._redis.getdel(self._prefix + value)
+            raw = await command(self._prefix + value)
         if raw is None:
             return None
         state = LoginState(**json.loads(raw))
@@ -231,6 +241,7 @@ class RateLimiter:
     """
 
     WINDOW = 60
+    CEILINGS = frozenset({"login_app"})  # limits on everyone together, not on one client
 
     def __init__(
         self,
@@ -255,27 +266,47 @@ class RateLimiter:
         return f"{self._prefix}{kind}:{subject}:{int(self._clock() // self.WINDOW)}"
 
     def enforce(self, kind: str, count: int) -> None:
-        """429 with the seconds left in this window once `count` passes the limit."""
+        """429 with the seconds left in this window once `count` passes the limit (503 `busy`
+        for an app-wide ceiling: the user did nothing wrong, the service is full)."""
         if count > self._limits[kind]:
             self._on_limit(kind)
             retry = self.WINDOW - int(self._clock() % self.WINDOW)
+            code = "busy" if kind in self.CEILINGS else "rate_limited"
             raise BffError(
-                "rate_limited",
+                code,
                 f"At most {self._limits[kind]} per minute; try again in {retry} s.",
                 headers={"Retry-After": str(retry)},
             )
 
-    async def hit(self, kind: str, subject: str) -> None:
-        """Count one event on its own (one round trip) and enforce the limit."""
-        if not self.active(kind):
+    async def hit(self, *counts: tuple[str, str]) -> None:
+        """Count one event against each (kind, subject) at once (one round trip) and enforce
+        every limit, in the order given."""
+        active = [(kind, subject) for kind, subject in counts if self.active(kind)]
+        if not active:
             return
         async with redis_errors():
-            key = self.key(kind, subject)
             pipe = self._redis.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, self.WINDOW * 2)
-            count, _ = await pipe.execute()
-        self.enforce(kind, count)
+            for kind, subject in active:
+                key = self.key(kind, subject)
+                pipe.incr(key)
+                pipe.expire(key, self.WINDOW * 2)
+            replies = await pipe.execute()
+        for (kind, _), count in zip(active, replies[::2], strict=True):
+            self.enforce(kind, int(count))
+
+
+def address_bucket(address: str, ipv6_prefix: int) -> str:
+    """What a per-address limit counts: an IPv4 address, or the IPv6 prefix it lies in (one
+    subscriber's /64 holds countless addresses). Anything else is counted as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{ip}/{ipv6_prefix}", strict=False))
+    return str(ip)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import math
+import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -56,26 +60,75 @@ def classify(exc: BaseException) -> str:
     return "upstream_timeout" if isinstance(exc, httpx.TimeoutException) else "upstream_unreachable"
 
 
-def _parse_tokens(response: httpx.Response) -> TokenSet:
+# What a token response may carry. Telenor says ~3599 s today; never hard-code it.
+DEFAULT_LIFETIME = 3600  # when `expires_in` is absent: a cautious hour
+MAX_LIFETIME = 30 * 86400
+MAX_TOKEN_CHARS = 4096
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")  # RFC 6750's b64token and more: no space, no CR/LF
+_SECONDS = re.compile(r"\s*\d{1,9}\s*")
+
+
+def _lifetime(value: object) -> int:
+    """`expires_in` as whole seconds: a number or a numeric string (some of Telenor's clients
+    decode it as one), finite and within bounds; anything else makes the response unusable."""
+    if value is None:
+        return DEFAULT_LIFETIME
+    if isinstance(value, bool):  # (a bool is an int to Python)
+        raise TokenError("invalid_response")
+    if isinstance(value, str) and _SECONDS.fullmatch(value):
+        value = int(value)
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise TokenError("invalid_response")
+    if not 1 <= value <= MAX_LIFETIME:
+        raise TokenError("invalid_response")
+    return int(value)
+
+
+def _token(value: object, *, required: bool) -> str | None:
+    """A token we will put in a header: visible ASCII of bounded length, or None if absent."""
+    if value is None and not required:
+        return None
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_TOKEN_CHARS
+        or not _VISIBLE_ASCII.fullmatch(value)
+    ):
+        raise TokenError("invalid_response")
+    return value
+
+
+def _parse_tokens(status: int, content: bytes) -> TokenSet:
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError as exc:
         raise TokenError("invalid_response") from exc
     if not isinstance(body, dict):
         raise TokenError("invalid_response")
-    if response.status_code != 200:
+    if status != 200:
         error = body.get("error")
         raise TokenError(
-            error if isinstance(error, str) and error.isascii() else "invalid_response"
+            error
+            if isinstance(error, str) and len(error) <= 64 and _VISIBLE_ASCII.fullmatch(error)
+            else "invalid_response"
         )
-    token = body.get("access_token")
-    expires_in = body.get("expires_in")
-    if not isinstance(token, str) or not token:
-        raise TokenError("invalid_response")
-    # Telenor says ~3599 s today; never hard-code it. A missing lifetime gets a cautious hour.
-    lifetime = int(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 3600
-    refresh = body.get("refresh_token")
-    return TokenSet(token, lifetime, refresh if isinstance(refresh, str) and refresh else None)
+    token = _token(body.get("access_token"), required=True)
+    assert token is not None
+    refresh = body.get("refresh_token") or None  # "" means none
+    return TokenSet(token, _lifetime(body.get("expires_in")), _token(refresh, required=False))
+
+
+async def read_capped(chunks: AsyncIterator[bytes], cap: int) -> bytes:
+    """The whole body, or `BodyTooLarge` as soon as it passes `cap` bytes."""
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > cap:
+            raise BodyTooLarge(cap)
+    return bytes(body)
+
+
+class BodyTooLarge(Exception):
+    """An upstream answer longer than `BFF_MAX_UPSTREAM_BODY_BYTES`."""
 
 
 def _with_request_id(headers: dict[str, str]) -> dict[str, str]:
@@ -90,12 +143,18 @@ class Telenor:
     """Talks to Telenor (or the sandbox) for one BFF; shared by every app."""
 
     def __init__(
-        self, settings: TelenorSettings, oauth: httpx.AsyncClient, api: aiohttp.ClientSession
+        self,
+        settings: TelenorSettings,
+        oauth: httpx.AsyncClient,
+        api: aiohttp.ClientSession,
+        *,
+        max_body: int,
     ) -> None:
         self._settings = settings
         self._oauth = oauth
         self.api = api
         self.api_base = settings.api
+        self.max_body = max_body
 
     def authorize_url(
         self,
@@ -118,17 +177,21 @@ class Telenor:
 
     async def _token_request(self, app: AppConfig, form: dict[str, str]) -> TokenSet:
         try:
-            response = await self._oauth.post(
+            async with self._oauth.stream(
+                "POST",
                 self._settings.token,
                 data=form,
                 auth=(app.client_id, app.client_secret.get_secret_value()),
                 headers=_with_request_id({"Accept": "application/json"}),
-            )
+            ) as response:
+                if response.status_code >= 500 or response.status_code == 429:
+                    raise BffError("upstream_error", status=502)
+                content = await read_capped(response.aiter_bytes(), self.max_body)
         except httpx.HTTPError as exc:
             raise BffError(classify(exc)) from None
-        if response.status_code >= 500 or response.status_code == 429:
-            raise BffError("upstream_error", status=502)
-        return _parse_tokens(response)
+        except BodyTooLarge:
+            raise TokenError("invalid_response") from None
+        return _parse_tokens(response.status_code, content)
 
     async def exchange_code(
         self, app: AppConfig, code: str, redirect_uri: str, verifier: str | None
@@ -149,8 +212,11 @@ class Telenor:
     async def logout(self, access_token: str) -> None:
         """Best effort: a slow or failing Telenor never blocks the local logout."""
         with contextlib.suppress(httpx.HTTPError):
-            await self._oauth.get(
+            # Streamed and left unread: the answer ("OK!") changes nothing, whatever its size.
+            async with self._oauth.stream(
+                "GET",
                 self._settings.logout,
                 headers=_with_request_id({"Authorization": f"Bearer {access_token}"}),
                 timeout=self._settings.logout_timeout_seconds,
-            )
+            ):
+                pass

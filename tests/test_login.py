@@ -306,15 +306,15 @@ async def test_tokens_with_and_without_refresh_token_both_work(browser, sandbox,
     assert r.status_code == 200 and r.json()["mobileNumber"] == "4790000001"
 
 
-async def test_network_auth_entry_over_http_binds_the_https_callback(bff, browser, sandbox):
-    """Login on the http entry: binding cookie without Secure; the https callback accepts it."""
-    r = await browser.get(f"{BFF_HTTP}/auth/web/login", params={"return_to": f"{APP_ORIGIN}/done"})
-    assert r.status_code == 302
-    binding = cookie_header(r, "-bind")
-    assert binding.startswith("bff-web-bind=") and "Secure" not in binding
-    walk = await walk_login(browser, start=r.headers["location"], network=True)
-    assert walk.final.status_code == 302
+async def test_network_auth_entry_over_http_completes_by_network_authentication(browser, sandbox):
+    """Login on the http entry: via the https hop (which binds the browser) and back to http,
+    Telenor identifies the line without USSD, and the https callback signs the browser in."""
+    start = f"{BFF_HTTP}/auth/web/login?return_to={APP_ORIGIN}/done"
+    walk = await walk_login(browser, start=start, network=True)
+    assert walk.final is not None and walk.final.status_code == 302
+    assert walk.final.headers["location"] == f"{APP_ORIGIN}/done"
     assert all("/sandbox/ussd/" not in str(h.headers.get("location", "")) for h in walk.hops)
+    assert browser.cookies.get("__Host-Http-bff-web")
 
 
 async def test_other_routes_over_http_redirect_or_refuse(browser):

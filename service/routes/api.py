@@ -53,9 +53,7 @@ async def start(app: str, body: StartRequest, request: Request, services: Servic
         {"authorization_url": started.authorization_url, "expires_at": _iso(started.expires_at)},
         headers={"Cache-Control": "no-store"},
     )
-    services.cookies.set_binding(
-        response, app, started.binding, over_https=request.url.scheme == "https"
-    )
+    services.cookies.set_binding(response, app, started.binding)
     return response
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..deps import ServicesDep
+from ..flow import START_PARAMS
 from .api import PROBLEMS
 
 # Browser-flow failures are the bilingual error page (DESIGN §7), not JSON.
@@ -28,8 +30,20 @@ async def login(
     mode: str | None = None,
     code_challenge: str | None = None,
     code_challenge_method: str | None = None,
+    network: str | None = None,
 ) -> Response:
-    """Start a login: 302 to Telenor's authorize page, with a fresh single-use state."""
+    """Start a login: 302 to Telenor's authorize page, with a fresh single-use state.
+
+    On the plain-http network-authentication entry, first a hop to this same route over https
+    (`network=1`), which sets the `__Host-` binding cookie and sends the browser back to the
+    http entry's `/network` route, from where it leaves for Telenor.
+    """
+    settings = services.settings
+    if settings.https and request.url.scheme == "http":
+        services.flow.check_start(app, return_to, mode, code_challenge, code_challenge_method)
+        query = {k: v for k, v in request.query_params.items() if k in START_PARAMS}
+        hop = f"{settings.public_url}/auth/{app}/login?{urlencode({**query, 'network': '1'})}"
+        return _redirect(hop)
     started = await services.flow.start(
         app,
         return_to,
@@ -38,13 +52,26 @@ async def login(
         code_challenge_method,
         services.cookies.read_binding(request.cookies, app),
         request.client.host if request.client else "unknown",
+        network=network == "1",
     )
-    response = RedirectResponse(started.authorization_url, status_code=302)
+    response = _redirect(started.authorization_url)
+    services.cookies.set_binding(response, app, started.binding)
+    return response
+
+
+@router.get(
+    "/auth/{app}/network", status_code=302, response_class=RedirectResponse, responses=PAGES
+)
+async def network(app: str, services: ServicesDep, state: str = "") -> Response:
+    """The network-authentication entry's last hop: from plain http to Telenor's authorize
+    page, for a login the https hop has started (and bound to this browser)."""
+    return _redirect(await services.flow.leave(app, state))
+
+
+def _redirect(url: str) -> Response:
+    response = RedirectResponse(url, status_code=302)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
-    services.cookies.set_binding(
-        response, app, started.binding, over_https=request.url.scheme == "https"
-    )
     return response
 
 
@@ -56,10 +83,8 @@ async def callback(app: str, request: Request, services: ServicesDep) -> Respons
     finished = await services.flow.finish(
         app, request.query_params, services.cookies.read_binding(request.cookies, app)
     )
-    response = RedirectResponse(finished.redirect_to, status_code=302)
-    response.headers["Cache-Control"] = "no-store"
-    # The callback URL carries the code: never let it leak on as a Referer.
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # (no-referrer: the callback URL carries the code; never let it leak on as a Referer.)
+    response = _redirect(finished.redirect_to)
     if finished.session_id is not None:
         services.cookies.set_session(response, app, finished.session_id, finished.max_age)
     return response

@@ -1,0 +1,191 @@
+"""Size limits on what a client sends: the request head, cut off as it arrives, and the body.
+
+uvicorn's httptools protocol has no bound on the request head at all (a 32 MiB header is
+buffered, parsed and served, and the parser's copying stalls the event loop on the way), and
+its h11 protocol answers an oversized one with a bare 400. The two protocol classes here count
+the head's bytes *before* the parser sees them and answer 431 problem+json past
+`BFF_MAX_HEADER_BYTES`, closing the connection. `BodyLimit` refuses a body past
+`BFF_MAX_BODY_BYTES` with 413: at once when Content-Length announces it, and as soon as a
+chunked body passes the cap, so nothing past the cap is ever read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .errors import CATALOG, problem_body, problem_response
+
+log = logging.getLogger("line_auth_bff")
+DEFAULT_HEADER_BYTES = 32768
+
+
+class _HeadCap:
+    """Counts a request head's bytes as they arrive (`_head_too_large`), across reads."""
+
+    _cap = DEFAULT_HEADER_BYTES
+    _head_bytes = 0
+    _in_head = True
+    _tail = b""  # the last bytes of the previous read: a "\r\n\r\n" may straddle two reads
+    _refused = False
+    transport: Any
+
+    def _init_cap(self, config: Any) -> None:
+        # uvicorn hands every protocol its Config; h11's own head bound is the same setting.
+        self._cap = config.h11_max_incomplete_event_size or DEFAULT_HEADER_BYTES
+
+    def _next_head(self) -> None:
+        """A request is over: the next bytes begin another head. (In a pipelined read, the
+        rest of that read is not counted: the bound is the cap plus one read.)"""
+        self._head_bytes, self._in_head, self._tail = 0, True, b""
+
+    def _head_too_large(self, data: bytes) -> bool:
+        if not self._in_head:
+            return False
+        seen = self._tail + data
+        end = seen.find(b"\r\n\r\n")
+        if end >= 0:
+            self._in_head = False
+            return self._head_bytes + end + 4 - len(self._tail) > self._cap
+        self._head_bytes += len(data)
+        self._tail = seen[-3:]
+        return self._head_bytes > self._cap
+
+    def _refuse(self) -> None:
+        """431 problem+json and close; whatever else the client sends is dropped."""
+        self._refused = True
+        status, title = CATALOG["header_too_large"]
+        body = problem_body(
+            "header_too_large", f"At most {self._cap} bytes of request line and headers."
+        )
+        head = (
+            f"HTTP/1.1 {status} Request Header Fields Too Large\r\n"
+            "content-type: application/problem+json\r\n"
+            f"content-length: {len(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        self.transport.close()
+        log.warning(title, extra={"fields": {"reason": "header_too_large", "cap": self._cap}})
+
+
+class HttpToolsWithHeadCap(_HeadCap, HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bound on the request head."""
+
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self._init_cap(config)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._head_too_large(data):
+            self._refuse()
+            return
+        super().data_received(data)
+
+    def on_message_complete(self) -> None:
+        self._next_head()
+        super().on_message_complete()
+
+
+class H11WithHeadCap(_HeadCap, H11Protocol):
+    """uvicorn's h11 protocol with the same bound, answered with 431 instead of h11's 400."""
+
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self._init_cap(config)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._head_too_large(data):
+            self._refuse()
+            return
+        super().data_received(data)
+
+    def on_response_complete(self) -> None:
+        self._next_head()
+        super().on_response_complete()
+
+
+PROTOCOLS: dict[str, type[HttpToolsProtocol | H11Protocol]] = {
+    "httptools": HttpToolsWithHeadCap,
+    "h11": H11WithHeadCap,
+}
+
+
+class BodyLimit:
+    """Pure ASGI: a request body is read by the app only up to `max_bytes`.
+
+    A request without Content-Length or Transfer-Encoding (every proxied GET) passes untouched.
+    An announced length over the cap is refused before a byte is read; any other body is read
+    here up to the cap and handed on whole, so the routes never see a longer one.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, on_error: Callable[[str], None]) -> None:
+        self.app = app
+        self._max = max_bytes
+        self._on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length: bytes | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is None and not chunked:
+            await self.app(scope, receive, send)
+            return
+        if length is not None and not chunked:
+            if int(length) > self._max:  # (uvicorn has checked that it is a number)
+                await self._refuse(scope, receive, send)
+                return
+            if int(length) == 0:
+                await self.app(scope, receive, send)
+                return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            body += message.get("body", b"")
+            if len(body) > self._max:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body"):
+                break
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._on_error("body_too_large")
+        # `Connection: close`: the unread rest of the body must not be parsed as a request.
+        response = problem_response(
+            "body_too_large",
+            f"At most {self._max} bytes of request body.",
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the body already read, then whatever the client does next."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
