@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     # address carries a mobile operator's whole pool of subscribers.
     rate_limit_login_per_minute: int = Field(default=3000, ge=0)
     # Login starts per browser (its binding cookie): what stops one browser or script.
-    rate_limit_login_per_browser_per_minute: int = Field(default=10, ge=0)
+    rate_limit_login_per_browser_per_minute: int = Field(default=30, ge=0)
     # Login starts per app, from everyone: bounds the live states in Redis and what reaches
     # Telenor, whatever the number of addresses.
     rate_limit_login_per_app_per_minute: int = Field(default=6000, ge=0)
