@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -18,15 +19,30 @@ from pydantic import ValidationError
 
 from .config import Settings, config_problems, generate_key
 
+GC_THRESHOLDS = (20_000, 50, 100)
+
 
 def factory() -> FastAPI:
     """uvicorn's factory for `serve` (each worker builds its app from the environment)."""
-    from .app import create_app
-    from .logs import configure_logging
+    from .app import client_secrets, create_app
+    from .logs.setup import configure_logging
 
     settings = Settings()
-    configure_logging(settings.log_format, settings.log_level)
-    return create_app(settings)
+    access_log = configure_logging(
+        settings.log_format, settings.log_level, client_secrets(settings)
+    )
+    app = create_app(settings, access_log=access_log)
+    tune_gc()
+    return app
+
+
+def tune_gc() -> None:
+    """For a server process, once its app is built: what exists now lives as long as the
+    process, so it leaves the collector's way (fewer and shorter GC pauses, which shows in the
+    p99); a request leaves short-lived containers only, so the young generation is collected
+    every 20 000 allocations instead of 700 (3 % less CPU per proxied call, bench/README.md)."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _metrics_dir(workers: int) -> str | None:

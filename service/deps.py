@@ -1,4 +1,5 @@
-"""What routes receive: the services built by the lifespan (STYLE: `Annotated` dependencies)."""
+"""What routes receive: the services built by the lifespan, and the request's `RequestScope`
+(`Annotated` dependencies)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from fastapi import Depends
 from redis.asyncio import Redis, RedisCluster
 from starlette.requests import Request
 
+from .clock import Clock
 from .config import Settings
 from .cookies import Cookies
 from .flow import LoginFlow
 from .metrics import Metrics
-from .pages import Pages
 from .proxy import ApiProxy
+from .request import SCOPE_KEY, RequestScope
+from .respond import Responder
 from .sessions import SessionAuth
-from .stores import Clock
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,9 @@ class Services:
     flow: LoginFlow
     auth: SessionAuth
     proxy: ApiProxy
-    pages: Pages
     clock: Clock
     metrics: Metrics
+    responder: Responder
 
 
 async def get_services(request: Request) -> Services:
@@ -41,4 +43,11 @@ async def get_services(request: Request) -> Services:
     return services
 
 
+async def get_request(request: Request) -> RequestScope:
+    """The facts the edge worked out for this request."""
+    req: RequestScope = request.scope[SCOPE_KEY]
+    return req
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
+RequestDep = Annotated[RequestScope, Depends(get_request)]

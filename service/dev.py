@@ -8,11 +8,11 @@ import os
 
 import uvicorn
 
-from .app import create_app
+from .app import client_secrets, create_app
 from .config import Settings
 from .embedded import EmbeddedRedis
 from .limits import PROTOCOLS
-from .logs import configure_logging
+from .logs.setup import configure_logging
 from .sandbox import Sandbox
 
 DEMO_CLIENT_ID = "demo-client"
@@ -58,12 +58,12 @@ async def run_dev(port: int, host: str = "127.0.0.1") -> int:
         redis_url = redis.url
     try:
         settings = dev_settings(port, redis_url)
-        configure_logging("human", settings.log_level)
+        access_log = configure_logging("human", settings.log_level, client_secrets(settings))
         sandbox = Sandbox(settings)
         servers = [
             uvicorn.Server(
                 uvicorn.Config(
-                    create_app(settings),
+                    create_app(settings, access_log=access_log),
                     host=host,
                     port=port,
                     log_config=None,

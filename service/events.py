@@ -7,12 +7,21 @@ are safe as metric labels and in logs.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from .logs import event
 from .metrics import Metrics
+
+log = logging.getLogger("line_auth_bff")
+
+
+def event(message: str, level: int = logging.INFO, **fields: Any) -> None:
+    """One structured log line; fields must be safe to log."""
+    log.log(level, message, extra={"fields": fields})
 
 
 class Events:
+    """Records auth and security events."""
+
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 

@@ -1,4 +1,4 @@
-"""The browser login: start (state + authorize URL) and finish (callback) — DESIGN §3, §5, §7.
+"""The browser login: start (state, binding, authorize URL) and finish (the callback).
 
 Order on the callback follows RFC 9700 §4.7: the state is consumed and checked against the app
 and the login-binding cookie *before* the code is redeemed, so a forged or replayed callback
@@ -13,21 +13,15 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from urllib.parse import urlencode
 
+from .clock import Clock
 from .config import AppConfig, Settings
 from .crypto import digest, new_token, pkce_challenge
 from .errors import BffError, Flow
 from .events import Events
+from .ratelimit import RateLimiter, address_bucket
+from .request import RequestScope
 from .return_urls import ReturnUrlPolicy, with_query
-from .stores import (
-    Clock,
-    Handoff,
-    HandoffStore,
-    LoginState,
-    RateLimiter,
-    SessionStore,
-    StateStore,
-    address_bucket,
-)
+from .stores import Handoff, HandoffStore, LoginState, SessionStore, StateStore
 from .telenor import Telenor, TokenError
 
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -72,6 +66,42 @@ class Binding:
 
 
 @dataclass(frozen=True)
+class LoginStart:
+    """A request to start a login, from the login page's query or the JSON API's body."""
+
+    app: str
+    return_to: str | None
+    mode: str | None
+    code_challenge: str | None
+    code_challenge_method: str | None
+    binding: str | None  # the browser's binding cookie, if any
+    client: str  # its address, for the per-address limit
+    network: bool = False  # started on the plain-http network entry's https hop
+
+    @classmethod
+    def of(
+        cls,
+        req: RequestScope,
+        *,
+        return_to: str | None,
+        mode: str | None,
+        code_challenge: str | None,
+        code_challenge_method: str | None,
+        network: bool = False,
+    ) -> LoginStart:
+        return cls(
+            req.named or "",
+            return_to,
+            mode,
+            code_challenge,
+            code_challenge_method,
+            req.binding,
+            req.client or "unknown",
+            network,
+        )
+
+
+@dataclass(frozen=True)
 class Started:
     authorization_url: str  # Telenor's, or the network entry's way there
     binding: str  # the binding cookie's new value
@@ -91,6 +121,7 @@ class LoginFlow:
 
     def __init__(
         self,
+        *,
         settings: Settings,
         states: StateStore,
         sessions: SessionStore,
@@ -126,18 +157,12 @@ class LoginFlow:
         cfg = self.app(app_id)
         return Flow(app_id, cfg.display_name or app_id, return_to, mode, challenge)
 
-    def check_start(
-        self,
-        app_id: str,
-        return_to: str | None,
-        mode: str | None,
-        code_challenge: str | None,
-        code_challenge_method: str | None,
-    ) -> tuple[AppConfig, str, str]:
+    def check_start(self, start: LoginStart) -> tuple[AppConfig, str, str]:
         """(app, accepted return URL, mode) of a login request, or the BffError to show."""
+        app_id, code_challenge = start.app, start.code_challenge
         cfg = self.app(app_id)
-        mode = mode or "cookie"
-        checked = self._policies[app_id].check(return_to)
+        mode = start.mode or "cookie"
+        checked = self._policies[app_id].check(start.return_to)
         base = self.flow(app_id)
         if mode not in MODES:
             raise BffError("bad_request", "mode must be cookie or handoff", flow=base)
@@ -146,7 +171,9 @@ class LoginFlow:
                 "bad_return_to", "return_to is not one of the app's return URLs.", flow=base
             )
         if mode == "handoff" and not (
-            code_challenge and _CHALLENGE.match(code_challenge) and code_challenge_method == "S256"
+            code_challenge
+            and _CHALLENGE.match(code_challenge)
+            and start.code_challenge_method == "S256"
         ):
             raise BffError(
                 "challenge_required",
@@ -156,27 +183,16 @@ class LoginFlow:
             )
         return cfg, checked, mode
 
-    async def start(
-        self,
-        app_id: str,
-        return_to: str | None,
-        mode: str | None,
-        code_challenge: str | None,
-        code_challenge_method: str | None,
-        binding_cookie: str | None,
-        client_ip: str,
-        network: bool = False,
-    ) -> Started:
+    async def start(self, start: LoginStart) -> Started:
         """A fresh single-use state, bound to a fresh binding, and the URL to send the browser
         to: Telenor's authorize URL, or with `network` the plain-http entry's way there."""
-        cfg, checked, mode = self.check_start(
-            app_id, return_to, mode, code_challenge, code_challenge_method
-        )
-        binding, login = Binding.issue(Binding.parse(binding_cookie))
+        cfg, checked, mode = self.check_start(start)
+        app_id = start.app
+        binding, login = Binding.issue(Binding.parse(start.binding))
         try:
             await self._limiter.hit(
                 ("login_app", app_id),
-                ("login", address_bucket(client_ip, self._settings.rate_limit_ipv6_prefix)),
+                ("login", address_bucket(start.client, self._settings.rate_limit_ipv6_prefix)),
                 ("login_browser", digest(binding.browser)),
             )
         except BffError as exc:
@@ -189,12 +205,12 @@ class LoginFlow:
             mode=mode,
             binding=digest(login),
             verifier=verifier,
-            client_challenge=code_challenge if mode == "handoff" else None,
+            client_challenge=start.code_challenge if mode == "handoff" else None,
             created_at=self._clock(),
         )
         state = await self._states.issue(record)
         entry = self._settings.network_auth_url
-        if network and entry:
+        if start.network and entry:
             # Telenor identifies the line only on a plain-http leg: leave from the http entry.
             url = f"{entry}/auth/{app_id}/network?{urlencode({'state': state})}"
         else:
@@ -220,7 +236,7 @@ class LoginFlow:
         return self._authorize_url(app_id, cfg, state, record)
 
     async def telenor_logout(self, access_token: str) -> None:
-        """Best-effort logout at Telenor (DESIGN §1: optional, never blocks ours)."""
+        """Best-effort logout at Telenor (optional in its API; never blocks ours)."""
         await self._telenor.logout(access_token)
 
     async def finish(

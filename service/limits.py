@@ -4,7 +4,7 @@ uvicorn's httptools protocol has no bound on the request head at all (a 32 MiB h
 buffered, parsed and served, and the parser's copying stalls the event loop on the way), and
 its h11 protocol answers an oversized one with a bare 400. The two protocol classes here count
 the head's bytes *before* the parser sees them and answer 431 problem+json past
-`BFF_MAX_HEADER_BYTES`, closing the connection. `BodyLimit` refuses a body past
+`BFF_MAX_HEADER_BYTES`, closing the connection. `read_body` refuses a body past
 `BFF_MAX_BODY_BYTES` with 413: at once when Content-Length announces it, and as soon as a
 chunked body passes the cap, so nothing past the cap is ever read.
 """
@@ -12,14 +12,14 @@ chunked body passes the cap, so nothing past the cap is ever read.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .errors import CATALOG, problem_body, problem_response
+from .errors import CATALOG, BffError, problem_body
+from .request import RequestScope
 
 log = logging.getLogger("line_auth_bff")
 DEFAULT_HEADER_BYTES = 32768
@@ -34,6 +34,7 @@ class _HeadCap:
     _tail = b""  # the last bytes of the previous read: a "\r\n\r\n" may straddle two reads
     _refused = False
     transport: Any
+    app_state: dict[str, Any]
 
     def _init_cap(self, config: Any) -> None:
         # uvicorn hands every protocol its Config; h11's own head bound is the same setting.
@@ -71,6 +72,10 @@ class _HeadCap:
         self.transport.write(head.encode() + body)
         self.transport.close()
         log.warning(title, extra={"fields": {"reason": "header_too_large", "cap": self._cap}})
+        # uvicorn hands each connection the lifespan's state: count it as every error is.
+        services = self.app_state.get("services")
+        if services is not None:
+            services.responder.count("header_too_large")
 
 
 class HttpToolsWithHeadCap(_HeadCap, HttpToolsProtocol):
@@ -119,73 +124,43 @@ PROTOCOLS: dict[str, type[HttpToolsProtocol | H11Protocol]] = {
 }
 
 
-class BodyLimit:
-    """Pure ASGI: a request body is read by the app only up to `max_bytes`.
+async def read_body(req: RequestScope, receive: Receive, max_bytes: int) -> Receive | None:
+    """The request's body, read here up to `max_bytes` and handed on whole as a new `receive`
+    (None if the client went away meanwhile); a longer one is refused: at once when
+    Content-Length announces it, as soon as a chunked body passes the cap otherwise. Only
+    called for a request that announces a body."""
+    if req.content_length is not None and req.content_length > max_bytes:
+        raise _too_large(max_bytes)
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away: nobody to answer
+            return None
+        body += message.get("body", b"")
+        if len(body) > max_bytes:
+            raise _too_large(max_bytes)
+        if not message.get("more_body"):
+            return _replay(bytes(body), receive)
 
-    A request without Content-Length or Transfer-Encoding (every proxied GET) passes untouched.
-    An announced length over the cap is refused before a byte is read; any other body is read
-    here up to the cap and handed on whole, so the routes never see a longer one.
-    """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, on_error: Callable[[str], None]) -> None:
-        self.app = app
-        self._max = max_bytes
-        self._on_error = on_error
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length: bytes | None = None
-        chunked = False
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                length = value
-            elif name == b"transfer-encoding":
-                chunked = True
-        if length is None and not chunked:
-            await self.app(scope, receive, send)
-            return
-        if length is not None and not chunked:
-            if int(length) > self._max:  # (uvicorn has checked that it is a number)
-                await self._refuse(scope, receive, send)
-                return
-            if int(length) == 0:
-                await self.app(scope, receive, send)
-                return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            body += message.get("body", b"")
-            if len(body) > self._max:
-                await self._refuse(scope, receive, send)
-                return
-            if not message.get("more_body"):
-                break
-        await self.app(scope, _replay(bytes(body), receive), send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._on_error("body_too_large")
-        # `Connection: close`: the unread rest of the body must not be parsed as a request.
-        response = problem_response(
-            "body_too_large",
-            f"At most {self._max} bytes of request body.",
-            headers={"Connection": "close"},
-        )
-        await response(scope, receive, send)
+def _too_large(max_bytes: int) -> BffError:
+    # `Connection: close`: the unread rest of the body must not be parsed as a request.
+    return BffError(
+        "body_too_large",
+        f"At most {max_bytes} bytes of request body.",
+        headers={"Connection": "close"},
+    )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
     """A `receive` that gives the body already read, then whatever the client does next."""
-    pending = True
+    pending: Message | None = {"type": "http.request", "body": body, "more_body": False}
 
     async def replay() -> Message:
         nonlocal pending
-        if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": False}
+        if pending is not None:
+            message, pending = pending, None
+            return message
         return await receive()
 
     return replay

@@ -11,6 +11,7 @@ multiprocess mode); in one process the app's own registry is rendered.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -90,6 +91,22 @@ class Metrics:
             "bff_redis_errors", "Requests that failed because Redis did not answer", registry=r
         )
         self.errors = Counter("bff_errors", "Error responses by error code", ["code"], registry=r)
+        # Children by label values, so the proxied call skips `labels()` (a lock and a lookup
+        # each). The keys are configured apps, allow-listed paths and status classes.
+        self._proxied: dict[tuple[str, str, str], Any] = {}
+        self._upstream: dict[tuple[str, str], Any] = {}
+
+    def count_proxied(self, app: str, path: str, outcome: str) -> None:
+        child = self._proxied.get((app, path, outcome))
+        if child is None:
+            child = self._proxied[(app, path, outcome)] = self.proxied.labels(app, path, outcome)
+        child.inc()
+
+    def observe_upstream(self, app: str, path: str, seconds: float) -> None:
+        child = self._upstream.get((app, path))
+        if child is None:
+            child = self._upstream[(app, path)] = self.proxy_latency.labels(app, path)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         directory = os.environ.get(MULTIPROC_ENV)

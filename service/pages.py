@@ -1,4 +1,8 @@
-"""The error page of the browser flows (DESIGN §7), in Norwegian (default) and English."""
+"""The error page of the browser flows, in Norwegian (default) and English.
+
+It says what happened, what it means for *this* app (by its display name), and offers "Try
+again" (a fresh login) and "Back to the app" (the return URL with `?error=<code>`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from .errors import CATALOG, BffError
+from .errors import BffError
 from .flow import START_PARAMS
 from .return_urls import with_query
 
@@ -191,6 +195,31 @@ TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
         "nb": ("Siden finnes ikke", "Adressen du fulgte finnes ikke.", "Gå tilbake til {app}."),
         "en": ("Page not found", "The address you followed does not exist.", "Go back to {app}."),
     },
+    # For the codes without a page of their own: a request we could not use, or our fault.
+    "bad_request": {
+        "nb": (
+            "Forespørselen kunne ikke brukes",
+            "Lenken du fulgte mangler noe, eller har noe den ikke skal ha.",
+            "Ingen innlogging ble startet for {app}. Gå tilbake og prøv igjen.",
+        ),
+        "en": (
+            "The request could not be used",
+            "The link you followed lacks something, or has something it should not.",
+            "No sign-in was started for {app}. Please go back and try again.",
+        ),
+    },
+    "internal": {
+        "nb": (
+            "Noe gikk galt hos oss",
+            "Tjenesten møtte en feil den ikke var forberedt på.",
+            "Du er ikke logget inn i {app}. Prøv igjen om litt.",
+        ),
+        "en": (
+            "Something went wrong on our side",
+            "The service met an error it was not prepared for.",
+            "You are not signed in to {app}. Please try again in a moment.",
+        ),
+    },
 }
 UI = {
     "nb": {
@@ -243,7 +272,8 @@ class Pages:
 
     def error(self, request: Request, error: BffError) -> HTMLResponse:
         lang = language(request)
-        code = error.code if error.code in TEXTS else "telenor_error"
+        status = error.status or 500
+        code = error.code if error.code in TEXTS else "internal" if status >= 500 else "bad_request"
         flow = error.flow
         app_name = flow.display_name if flow else ("appen" if lang == "nb" else "the app")
         title, what, meaning = TEXTS[code][lang]
@@ -276,7 +306,6 @@ class Pages:
             other_lang_url=switch_url,
             nonce=nonce,
         )
-        status = error.status or CATALOG.get(error.code, (500, ""))[0]
         headers = {**PAGE_HEADERS, "Content-Security-Policy": CSP.format(nonce=nonce)}
         headers.update(error.headers)
         headers["Content-Language"] = lang

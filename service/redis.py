@@ -1,15 +1,41 @@
-"""The Redis client factory: standalone, Cluster or Sentinel, always with explicit timeouts."""
+"""Redis: the client for the configured deployment (standalone, Cluster or Sentinel, always
+with explicit timeouts), and what its failures mean to a request (503 with Retry-After)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 from .config import Settings
+from .errors import BffError
+
+RETRY_AFTER = "2"
+# Any Redis failure: down, timeout, cluster reshuffle.
+REDIS_FAILURES = (TimeoutError, RedisError, OSError)
+
+
+def unavailable() -> BffError:
+    return BffError("store_unavailable", "Try again shortly.", headers={"Retry-After": RETRY_AFTER})
+
+
+@asynccontextmanager
+async def redis_errors() -> AsyncIterator[None]:
+    """Turn any Redis failure into a 503 with Retry-After."""
+    try:
+        yield
+    except REDIS_FAILURES as exc:
+        raise unavailable() from exc
+
+
+def as_bytes(value: bytes | str | None) -> bytes | None:
+    """A reply as bytes: redis-py declares `bytes | str`; our clients never decode replies."""
+    return value.encode() if isinstance(value, str) else value
 
 
 def create_redis(settings: Settings) -> tuple[Redis | RedisCluster, Callable[[], Awaitable[None]]]:

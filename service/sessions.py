@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from starlette.requests import cookie_parser
-
+from .clock import Clock
 from .config import AppConfig
-from .cookies import Cookies
 from .crypto import pkce_challenge
 from .errors import BffError
 from .events import Events
-from .stores import Clock, HandoffStore, RateLimiter, Session, SessionStore
+from .ratelimit import RateLimiter
+from .request import RequestScope
+from .stores import HandoffStore, Session, SessionStore
 from .telenor import Telenor, TokenError
 
-RawHeaders = Sequence[tuple[bytes, bytes]]
 REFRESH_LOCK_SECONDS = 15.0
 REFRESH_POLL_SECONDS = 0.05
+MAX_CREDENTIAL = 256  # a session token or id is 43 characters; anything far longer is not one
 
 
 @dataclass
@@ -42,10 +41,10 @@ class SessionAuth:
 
     def __init__(
         self,
+        *,
         sessions: SessionStore,
         handoffs: HandoffStore,
         telenor: Telenor,
-        cookies: Cookies,
         refresh_skew: int,
         refresh_wait: float,
         clock: Clock,
@@ -57,28 +56,18 @@ class SessionAuth:
         self._sessions = sessions
         self._handoffs = handoffs
         self._telenor = telenor
-        self._cookies = cookies
         self._skew = refresh_skew
         self._refresh_wait = refresh_wait
         self._clock = clock
         self._inflight: dict[str, asyncio.Future[Session]] = {}
 
-    def _session_key(self, headers: RawHeaders, app: str) -> tuple[str, str] | None:
-        """(Redis key of the session, "bearer"|"cookie") from a request's raw headers, bearer
-        first. The session id itself goes no further than this."""
-        authorization = cookie = None
-        for name, value in headers:
-            if name == b"authorization" and authorization is None:
-                authorization = value
-            elif name == b"cookie" and cookie is None:
-                cookie = value
-        if authorization and authorization[:7].lower() == b"bearer ":
-            token = authorization[7:].strip().decode("latin-1")
-            return (self._sessions.key(token), "bearer") if 0 < len(token) <= 256 else None
-        if cookie is None:
+    def _session_key(self, req: RequestScope) -> str | None:
+        """The Redis key of the session the request's credential names. The session id itself
+        goes no further than this."""
+        credential = req.credential
+        if credential is None or not 0 < len(credential.secret) <= MAX_CREDENTIAL:
             return None
-        found = self._cookies.read_session(cookie_parser(cookie.decode("latin-1")), app)
-        return (self._sessions.key(found), "cookie") if found and len(found) <= 256 else None
+        return self._sessions.key(credential.secret)
 
     def _caller(self, blob: bytes | None, key: str, via: str, app_id: str) -> Caller | None:
         session = self._sessions.decode(blob, key)
@@ -86,16 +75,15 @@ class SessionAuth:
             return None
         return Caller(key, session, via)
 
-    async def current(self, headers: RawHeaders, app_id: str, app: AppConfig) -> Caller | None:
+    async def current(self, req: RequestScope, app: AppConfig) -> Caller | None:
         """The live session of this app behind the request's credential, refreshed when due:
         one round trip without a refresh, which also counts the call against the session's
         rate limit."""
-        found = self._session_key(headers, app_id)
-        if found is None:
+        key = self._session_key(req)
+        if key is None or req.app is None or req.credential is None:
             return None
-        key, via = found
-        blob = await self._sessions.raw_counted(key, self._limiter)
-        caller = self._caller(blob, key, via, app_id)
+        blob = await self._limiter.read_counted(key, "api", SessionStore.hash_tag(key))
+        caller = self._caller(blob, key, req.credential.kind, req.app)
         if caller is None:
             return None
         session = caller.session
@@ -189,19 +177,18 @@ class SessionAuth:
         ):
             raise BffError("handoff_invalid")
         session = Session(**handoff.session)
-        if self._clock() >= min(session.expires_at, session.ends_at) and not session.refresh_token:
+        if not session.live(self._clock()):
             raise BffError("handoff_invalid", "The login behind this code has already ended.")
         return await self._sessions.create(session)
 
-    async def logout(self, headers: RawHeaders, app_id: str) -> Session | None:
+    async def logout(self, req: RequestScope) -> Session | None:
         """End the caller's session; the ended session (for Telenor's logout) or None."""
-        found = self._session_key(headers, app_id)
-        if found is None:
+        key = self._session_key(req)
+        if key is None or req.app is None or req.credential is None:
             return None
-        key, via = found
-        caller = self._caller(await self._sessions.raw(key), key, via, app_id)
+        caller = self._caller(await self._sessions.raw(key), key, req.credential.kind, req.app)
         if caller is None:
             return None
         await self._sessions.delete_key(caller.key)
-        self._events.logout(app_id, caller.via)
+        self._events.logout(req.app, caller.via)
         return caller.session

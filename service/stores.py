@@ -1,4 +1,4 @@
-"""Redis stores: login state, sessions, handoff codes (DESIGN §5).
+"""Redis stores: login states, sessions, handoff codes.
 
 Every operation touches a single key, so Redis Cluster works. Secrets never appear in keys or
 in plaintext values: sessions and handoffs are AES-GCM sealed under the SHA-256 of their id.
@@ -6,39 +6,16 @@ in plaintext values: sessions and handoffs are AES-GCM sealed under the SHA-256 
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoScriptError, RedisError
 
+from .clock import Clock
 from .crypto import Cipher, digest, new_token
-from .errors import BffError
-
-Clock = Callable[[], float]
-RETRY_AFTER = "2"
-
-
-def unavailable() -> BffError:
-    return BffError("store_unavailable", "Try again shortly.", headers={"Retry-After": RETRY_AFTER})
-
-
-# Any Redis failure: down, timeout, cluster reshuffle.
-REDIS_FAILURES = (TimeoutError, RedisError, OSError)
-
-
-@asynccontextmanager
-async def redis_errors() -> AsyncIterator[None]:
-    """Turn any Redis failure into a 503 with Retry-After."""
-    try:
-        yield
-    except REDIS_FAILURES as exc:
-        raise unavailable() from exc
+from .redis import as_bytes, redis_errors
 
 
 @dataclass(frozen=True)
@@ -57,7 +34,7 @@ class LoginState:
 class StateStore:
     """Single-use login states: `SET … EX` on start, `GETDEL` on callback."""
 
-    def __init__(self, redis: Redis | RedisCluster, prefix: str, ttl: int, clock: Clock) -> None:
+    def __init__(self, redis: Redis | RedisCluster, *, prefix: str, ttl: int, clock: Clock) -> None:
         self._redis = redis
         self._prefix = prefix + "state:"
         self._ttl = ttl
@@ -103,6 +80,15 @@ class Session:
     ends_at: float  # absolute end of the session
     refresh_token: str | None = None
 
+    @property
+    def ends(self) -> float:
+        """When the session is over: its absolute end with a refresh token (the token is
+        renewed), else whichever comes first of that and the token's expiry."""
+        return self.ends_at if self.refresh_token else min(self.expires_at, self.ends_at)
+
+    def live(self, now: float) -> bool:
+        return now < self.ends
+
 
 class SessionStore:
     """Encrypted sessions keyed by the SHA-256 of an opaque 256-bit id.
@@ -119,6 +105,7 @@ class SessionStore:
     def __init__(
         self,
         redis: Redis | RedisCluster,
+        *,
         prefix: str,
         cipher: Cipher,
         max_seconds: int,
@@ -136,6 +123,11 @@ class SessionStore:
         lock and rate-limit counter live in its slot (one script touches both)."""
         return f"{self._prefix}{{{digest(session_id)}}}"
 
+    @staticmethod
+    def hash_tag(key: str) -> str:
+        """The `{<sha256>}` part of a session key: what its rate-limit counter is named by."""
+        return key[key.rindex("{") :]
+
     def seal(self, session: Session, key: str) -> bytes:
         return self._cipher.seal(json.dumps(asdict(session)).encode(), key)
 
@@ -148,9 +140,8 @@ class SessionStore:
         return Session(app, access_token, now + expires_in, now + self._max, refresh)
 
     def ttl(self, session: Session) -> int:
-        """Seconds Redis keeps the record: the token's life (capped), or the cap with refresh."""
-        end = session.ends_at if session.refresh_token else min(session.expires_at, session.ends_at)
-        return max(1, int(end - self._clock()))
+        """Seconds Redis keeps the record: until the session ends."""
+        return max(1, int(session.ends - self._clock()))
 
     async def create(self, session: Session) -> tuple[str, int]:
         """Store a session under a brand-new id (no fixation); returns (id, ttl)."""
@@ -173,10 +164,7 @@ class SessionStore:
             if len(self._opened) >= self.OPENED_MAX:
                 self._opened.clear()
             self._opened[(key, blob)] = session
-        now = self._clock()
-        if now >= session.ends_at or (session.refresh_token is None and now >= session.expires_at):
-            return None
-        return session
+        return session if session.live(self._clock()) else None
 
     async def replace(self, key: str, session: Session) -> None:
         async with redis_errors():
@@ -197,116 +185,7 @@ class SessionStore:
 
     async def raw(self, key: str) -> bytes | None:
         async with redis_errors():
-            return _bytes(await self._redis.get(key))
-
-    async def raw_counted(self, key: str, limiter: RateLimiter) -> bytes | None:
-        """The record and, for a live one, this session's API call count: one round trip (a
-        script: EVALSHA itself, since redis-py's `Script` wrapper costs more than the call)."""
-        if not limiter.active("api"):
-            return await self.raw(key)
-        args = (b"2", key, limiter.key("api", key[key.rindex("{") :]), limiter.expiry)
-        run = self._redis.execute_command
-        try:  # (not `redis_errors()`: this is the hot path, and a try costs nothing)
-            try:
-                blob, count = await run("EVALSHA", _READ_AND_COUNT_SHA, *args)
-            except NoScriptError:  # a restarted or new Redis: EVAL caches the script again
-                blob, count = await run("EVAL", _READ_AND_COUNT, *args)
-        except REDIS_FAILURES as exc:
-            raise unavailable() from exc
-        if blob is not None:
-            limiter.enforce("api", int(count))
-        return _bytes(blob)
-
-
-# GET the session; only when it exists, count the call in its window (no counters for unknown
-# ids). KEYS[1] and KEYS[2] share a hash tag, so this also runs on Redis Cluster.
-_READ_AND_COUNT = """
-local blob = redis.call('GET', KEYS[1])
-if not blob then return {false, 0} end
-local n = redis.call('INCR', KEYS[2])
-if n == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
-return {blob, n}
-"""
-# The name Redis caches the script under (SHA-1 is Redis's choice, not a security one).
-_READ_AND_COUNT_SHA = (
-    hashlib.sha1(_READ_AND_COUNT.encode(), usedforsecurity=False).hexdigest().encode()
-)
-
-
-class RateLimiter:
-    """Fixed one-minute windows counted in Redis (`{prefix}rl:{kind}:{subject}:{window}`).
-
-    The counters are shared by every worker and replica. The API count rides in the session
-    read (`SessionStore.raw_counted`, one script), so a limit costs no extra round trip.
-    """
-
-    WINDOW = 60
-    CEILINGS = frozenset({"login_app"})  # limits on everyone together, not on one client
-
-    def __init__(
-        self,
-        redis: Redis | RedisCluster,
-        prefix: str,
-        limits: dict[str, int],
-        clock: Clock,
-        on_limit: Callable[[str], None],
-    ) -> None:
-        self._redis = redis
-        self._prefix = prefix + "rl:"
-        self._limits = limits
-        self._clock = clock
-        self._on_limit = on_limit
-        # A counter outlives its window by one, so a late call still finds it (bytes: sent as is).
-        self.expiry = str(self.WINDOW * 2).encode()
-
-    def active(self, kind: str) -> bool:
-        return self._limits.get(kind, 0) > 0
-
-    def key(self, kind: str, subject: str) -> str:
-        return f"{self._prefix}{kind}:{subject}:{int(self._clock() // self.WINDOW)}"
-
-    def enforce(self, kind: str, count: int) -> None:
-        """429 with the seconds left in this window once `count` passes the limit (503 `busy`
-        for an app-wide ceiling: the user did nothing wrong, the service is full)."""
-        if count > self._limits[kind]:
-            self._on_limit(kind)
-            retry = self.WINDOW - int(self._clock() % self.WINDOW)
-            code = "busy" if kind in self.CEILINGS else "rate_limited"
-            raise BffError(
-                code,
-                f"At most {self._limits[kind]} per minute; try again in {retry} s.",
-                headers={"Retry-After": str(retry)},
-            )
-
-    async def hit(self, *counts: tuple[str, str]) -> None:
-        """Count one event against each (kind, subject) at once (one round trip) and enforce
-        every limit, in the order given."""
-        active = [(kind, subject) for kind, subject in counts if self.active(kind)]
-        if not active:
-            return
-        async with redis_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for kind, subject in active:
-                key = self.key(kind, subject)
-                pipe.incr(key)
-                pipe.expire(key, self.WINDOW * 2)
-            replies = await pipe.execute()
-        for (kind, _), count in zip(active, replies[::2], strict=True):
-            self.enforce(kind, int(count))
-
-
-def address_bucket(address: str, ipv6_prefix: int) -> str:
-    """What a per-address limit counts: an IPv4 address, or the IPv6 prefix it lies in (one
-    subscriber's /64 holds countless addresses). Anything else is counted as it is."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network(f"{ip}/{ipv6_prefix}", strict=False))
-    return str(ip)
+            return as_bytes(await self._redis.get(key))
 
 
 @dataclass(frozen=True)
@@ -321,7 +200,9 @@ class Handoff:
 class HandoffStore:
     """One-time handoff codes: sealed under the SHA-256 of the code, consumed with `GETDEL`."""
 
-    def __init__(self, redis: Redis | RedisCluster, prefix: str, cipher: Cipher, ttl: int) -> None:
+    def __init__(
+        self, redis: Redis | RedisCluster, *, prefix: str, cipher: Cipher, ttl: int
+    ) -> None:
         self._redis = redis
         self._prefix = prefix + "handoff:"
         self._cipher = cipher
@@ -342,11 +223,6 @@ class HandoffStore:
             return None
         key = self._prefix + digest(code)
         async with redis_errors():
-            blob = _bytes(await self._redis.getdel(key))
+            blob = as_bytes(await self._redis.getdel(key))
         plain = self._cipher.open(blob, key) if blob else None
         return Handoff(**json.loads(plain)) if plain else None
-
-
-def _bytes(value: bytes | str | None) -> bytes | None:
-    """redis-py's declared return type; our clients never decode responses."""
-    return value.encode() if isinstance(value, str) else value

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from service import logs
+from service.app import client_secrets
 from service.crypto import new_token
-from service.logs import REDACTOR, HumanFormatter, JsonFormatter, LineHandler, Redactor
+from service.logs.access import AccessLog
+from service.logs.formats import HumanFormatter, JsonFormatter
+from service.logs.handler import LineHandler
+from service.logs.redact import Redactor
 from service.sandbox.app import ForcedResponse
 from tests.conftest import SECRETS
 from tests.support.browser import APP_ORIGIN, BFF, query, walk_login, webview_login
@@ -300,8 +303,9 @@ async def test_forged_forwarded_for_from_an_untrusted_peer_changes_nothing(make_
 
 
 def test_the_redactor_knows_every_configured_client_secret(bff):
+    redactor = Redactor(client_secrets(bff.settings))  # what `serve` and `dev` log through
     for secret in SECRETS:
-        assert REDACTOR(f"x {secret} y") == "x [secret] y"
+        assert redactor(f"x {secret} y") == "x [secret] y"
 
 
 async def test_an_unexpected_error_is_a_500_problem_with_its_request_id_and_a_redacted_traceback(
@@ -332,20 +336,21 @@ async def test_an_unexpected_error_is_a_500_problem_with_its_request_id_and_a_re
 
 
 @contextmanager
-def sole_handler(path: Path) -> Iterator[LineHandler]:
-    """The service's own handler as the root logger's only one (as `serve` runs), on a file.
-    Entered in the test's body: pytest adds its capture handlers after the fixtures run."""
+def sole_handler(path: Path) -> Iterator[AccessLog]:
+    """The service's own handler as the root logger's only one (as `serve` runs), on a file,
+    and the access log writing into it. Entered in the test's body: pytest adds its capture
+    handlers after the fixtures run."""
     with path.open("w") as out:
         handler = LineHandler(out)
         handler.setFormatter(JsonFormatter())
         root = logging.getLogger()
         saved, level = root.handlers[:], root.level
-        root.handlers, logs._line_handler[:] = [handler], [handler]
+        root.handlers = [handler]
         root.setLevel(logging.INFO)
         try:
-            yield handler
+            yield AccessLog(handler)
         finally:
-            root.handlers, logs._line_handler[:] = saved, []
+            root.handlers = saved
             root.setLevel(level)
             handler.close()
 
@@ -358,12 +363,12 @@ async def test_access_lines_skip_the_record_machinery_and_are_flushed_in_batches
     written at once, the event loop flushes them shortly after, and any record flushes them
     with it (uvicorn logs as it stops, so a stopped server has written every line)."""
     written = (tmp_path / "stdout").read_text
-    with sole_handler(tmp_path / "stdout"):
-        logs.log_access(ACCESS)
-        logs.log_access(ACCESS)
+    with sole_handler(tmp_path / "stdout") as access:
+        access.write(ACCESS)
+        access.write(ACCESS)
         assert written() == ""  # buffered: no write per request
         await until(lambda: written().count("\n") == 2)  # flushed by the loop, within 0.2 s
-        logs.log_access(ACCESS)
+        access.write(ACCESS)
         logging.getLogger("line_auth_bff").info("Finished server process")
         assert written().count("\n") == 4  # the record took the pending access line with it
     first = json.loads(written().splitlines()[0])
@@ -385,9 +390,9 @@ async def test_access_lines_skip_the_record_machinery_and_are_flushed_in_batches
 def test_access_lines_are_records_when_other_handlers_listen(tmp_path):
     """A second handler (a test's, an embedding app's) sees access lines as records."""
     other = io.StringIO()
-    with sole_handler(tmp_path / "stdout"):
+    with sole_handler(tmp_path / "stdout") as access:
         logging.getLogger().addHandler(logging.StreamHandler(other))
-        logs.log_access((*ACCESS[:5], None))
+        access.write((*ACCESS[:5], None))
     assert other.getvalue() == "GET /api/{app}/user-info 200\n"
     line = json.loads((tmp_path / "stdout").read_text())
     assert line["status"] == 200 and "request_id" not in line

@@ -1,4 +1,8 @@
-"""Browser-flow routes: login, callback, logout (DESIGN §3). Failures render the error page."""
+"""Browser-flow routes: login (and the network entry's hop), callback, logout.
+
+Failures of the GET routes are the bilingual error page (`respond.py` picks it by the
+request's surface), never JSON and never a stack trace.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,10 @@ from fastapi import APIRouter, BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..deps import ServicesDep
-from ..flow import START_PARAMS
+from ..deps import RequestDep, ServicesDep
+from ..flow import START_PARAMS, LoginStart
 from .api import PROBLEMS
 
-# Browser-flow failures are the bilingual error page (DESIGN §7), not JSON.
 PAGES: dict[int | str, dict[str, Any]] = {
     status: {"description": "The error page (nb/en)", "content": {"text/html": {}}}
     for status in (400, 403, 404, 429, 502, 503, 504)
@@ -25,6 +28,7 @@ router = APIRouter(tags=["browser flow"])
 async def login(
     app: str,
     request: Request,
+    req: RequestDep,
     services: ServicesDep,
     return_to: str | None = None,
     mode: str | None = None,
@@ -38,22 +42,21 @@ async def login(
     (`network=1`), which sets the `__Host-` binding cookie and sends the browser back to the
     http entry's `/network` route, from where it leaves for Telenor.
     """
+    start = LoginStart.of(
+        req,
+        return_to=return_to,
+        mode=mode,
+        code_challenge=code_challenge,
+        code_challenge_method=code_challenge_method,
+        network=network == "1",
+    )
     settings = services.settings
-    if settings.https and request.url.scheme == "http":
-        services.flow.check_start(app, return_to, mode, code_challenge, code_challenge_method)
+    if settings.https and req.scheme == "http":
+        services.flow.check_start(start)
         query = {k: v for k, v in request.query_params.items() if k in START_PARAMS}
         hop = f"{settings.public_url}/auth/{app}/login?{urlencode({**query, 'network': '1'})}"
         return _redirect(hop)
-    started = await services.flow.start(
-        app,
-        return_to,
-        mode,
-        code_challenge,
-        code_challenge_method,
-        services.cookies.read_binding(request.cookies, app),
-        request.client.host if request.client else "unknown",
-        network=network == "1",
-    )
+    started = await services.flow.start(start)
     response = _redirect(started.authorization_url)
     services.cookies.set_binding(response, app, started.binding)
     return response
@@ -78,11 +81,9 @@ def _redirect(url: str) -> Response:
 @router.get(
     "/auth/{app}/callback", status_code=302, response_class=RedirectResponse, responses=PAGES
 )
-async def callback(app: str, request: Request, services: ServicesDep) -> Response:
+async def callback(app: str, request: Request, req: RequestDep, services: ServicesDep) -> Response:
     """The callback registered at Telenor: check state and browser, redeem the code, sign in."""
-    finished = await services.flow.finish(
-        app, request.query_params, services.cookies.read_binding(request.cookies, app)
-    )
+    finished = await services.flow.finish(app, request.query_params, req.binding)
     # (no-referrer: the callback URL carries the code; never let it leak on as a Referer.)
     response = _redirect(finished.redirect_to)
     if finished.session_id is not None:
@@ -92,11 +93,11 @@ async def callback(app: str, request: Request, services: ServicesDep) -> Respons
 
 @router.post("/auth/{app}/logout", status_code=204, response_class=Response, responses=PROBLEMS)
 async def logout(
-    app: str, request: Request, services: ServicesDep, background: BackgroundTasks
+    app: str, req: RequestDep, services: ServicesDep, background: BackgroundTasks
 ) -> Response:
     """End the session (cookie or bearer); Telenor's logout runs best-effort afterwards."""
     services.flow.app(app)
-    ended = await services.auth.logout(request.scope["headers"], app)
+    ended = await services.auth.logout(req)
     response = Response(status_code=204, headers={"Cache-Control": "no-store"})
     services.cookies.clear_session(response, app)
     if ended is not None:

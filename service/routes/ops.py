@@ -1,4 +1,4 @@
-"""Ops endpoints: liveness, readiness (DESIGN §3 Ops)."""
+"""Ops endpoints: liveness, readiness, metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from starlette.responses import JSONResponse, Response
 
 from ..deps import ServicesDep
-from ..errors import problem_response
+from ..errors import BffError
 
 router = APIRouter(tags=["ops"])
 
@@ -30,7 +30,7 @@ async def readyz(services: ServicesDep) -> Response:
     except (RedisError, OSError, TimeoutError):
         failed.append("redis")
     if failed:
-        return problem_response(
+        raise BffError(
             "not_ready", f"Not answering: {', '.join(failed)}.", headers={"Retry-After": "5"}
         )
     return JSONResponse({"status": "ok", "checks": {"redis": "ok"}})

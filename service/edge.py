@@ -1,0 +1,177 @@
+"""The edge: every HTTP request enters the BFF here, once, as plain ASGI.
+
+In order, for each request:
+
+1. classify it into a `RequestScope` (`request.py`), kept in `scope["bff"]`;
+2. the plain-http rule (`plain_http.py`): pass, redirect to https, or refuse;
+3. for a guarded request, CORS and CSRF (`cors.py`): a preflight is answered here;
+4. the body limit (`limits.py`), before anything reads a body;
+5. a proxied GET (`proxy_routes.py`) is answered here by the proxy, with no framework around
+   it (the hot path); anything else goes on to FastAPI's routes.
+
+Every response gets the request id, guarded ones their CORS headers (and a 401 its
+`WWW-Authenticate`); every request gets one access line, written when its response is
+complete; every error leaves through `respond.Responder`, an unexpected one as a 500 with a
+redacted traceback in the log that names the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .cors import BrowserPolicy
+from .errors import BffError
+from .limits import read_body
+from .logs import request_id
+from .logs.access import AccessLog
+from .plain_http import PlainHttp, Redirect
+from .request import SCOPE_KEY, Classifier, RequestScope
+from .respond import Responder
+
+log = logging.getLogger("line_auth_bff")
+
+
+class Edge:
+    """The outer ASGI layer around FastAPI's own stack."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        classify: Classifier,
+        plain_http: PlainHttp,
+        browser: BrowserPolicy,
+        max_body: int,
+        responder: Responder,
+        access_log: AccessLog,
+        routes: Sequence[Any],
+    ) -> None:
+        self.app = app
+        self._classify = classify
+        self._plain_http = plain_http if plain_http.active else None
+        self._browser = browser
+        self._max_body = max_body
+        self._responder = responder
+        self._access = access_log
+        self._routes = routes  # Starlette routes: what names a request refused before routing
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        req = self._classify(scope)
+        scope[SCOPE_KEY] = req
+        token = request_id.set(req.request_id)
+        extra = [(b"x-request-id", req.request_id.encode())]
+        if req.guarded:
+            extra += self._browser.response_headers(req)
+        status = 0
+        started = time.perf_counter()
+        logged = False
+
+        def access_line() -> None:
+            # Written when the response is complete, so its duration and its place among the
+            # lines leave out any background task that runs after it (Telenor's logout).
+            nonlocal logged
+            logged = True
+            self._access.write(
+                (
+                    req.method,
+                    self._template(req, scope),
+                    status,
+                    round((time.perf_counter() - started) * 1000, 2),
+                    req.client,
+                    req.request_id,
+                )
+            )
+
+        async def out(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [*message.get("headers", ()), *extra]
+                if status == 401 and req.guarded:
+                    headers.append(self._browser.challenge(req))
+                message["headers"] = headers
+                await send(message)
+                return
+            await send(message)
+            if not message.get("more_body") and not logged:
+                access_line()
+
+        try:
+            await self._handle(req, scope, receive, out)
+        except BffError as exc:
+            if status:  # the response has begun: all we can do is end the connection
+                raise
+            await self._responder.send(scope, receive, out, exc)
+        except Exception as exc:
+            log.error(
+                "unexpected error",
+                exc_info=exc,
+                extra={"fields": {"route": self._template(req, scope)}},
+            )
+            if status:
+                raise
+            internal = BffError("internal", "Something went wrong on our side.")
+            await self._responder.send(scope, receive, out, internal)
+        finally:
+            if not logged:  # no complete response (a disconnect, a failure mid-response)
+                access_line()
+            request_id.reset(token)
+
+    async def _handle(self, req: RequestScope, scope: Scope, receive: Receive, send: Send) -> None:
+        """Steps 2 to 5; a refusal is raised as a `BffError`."""
+        if self._plain_http is not None:
+            redirect = self._plain_http.check(req, scope)
+            if redirect is not None:
+                await _redirect(redirect, send)
+                return
+        if req.guarded:
+            if req.preflight:
+                await _empty(204, self._browser.preflight(req), send)
+                return
+            self._browser.check(req)
+        if req.content_length or req.chunked:
+            whole = await read_body(req, receive, self._max_body)
+            if whole is None:
+                return
+            receive = whole
+        if req.proxied is not None:
+            if req.method != "GET":
+                raise BffError("method_not_allowed", headers={"Allow": "GET"})
+            services = scope["state"]["services"]
+            status, headers, body = await services.proxy.forward(req)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+    def _template(self, req: RequestScope, scope: Scope) -> str | None:
+        """The route template the request matched: a proxied route's own, else the one
+        FastAPI routed it to. A request refused before routing (CORS/CSRF, https, rate limits)
+        is named by the first route whose pattern and method fit; a 404 stays None."""
+        if req.proxied is not None:
+            return req.proxied.template
+        route = scope.get("route")
+        if route is not None:
+            return getattr(route, "path", None)
+        for candidate in self._routes:
+            if req.method in (candidate.methods or ()) and candidate.path_regex.match(req.path):
+                return str(candidate.path)
+        return None
+
+
+async def _redirect(redirect: Redirect, send: Send) -> None:
+    await _empty(308, [(b"location", redirect.location)], send)
+
+
+async def _empty(status: int, headers: list[tuple[bytes, bytes]], send: Send) -> None:
+    headers = [*headers, (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})

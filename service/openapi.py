@@ -1,0 +1,88 @@
+"""The OpenAPI document: FastAPI's, of the routes it serves, plus the proxied routes.
+
+The proxied GETs are answered at the edge, not by FastAPI routes, so their operations are
+built here from their one declaration (`proxy_routes.PROXIED_ROUTES`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from .models import Problem
+from .proxy_routes import PROXIED_ROUTES, ProxiedRoute
+
+# What a proxied call can answer besides 200: the problems of `errors.CATALOG` it can meet.
+PROXIED_PROBLEMS = {
+    "401": "Not signed in, the session has ended, or X-CSRF is missing with a cookie",
+    "403": "An Origin that is not the app's",
+    "404": "An unknown app, or a path not on the app's allow-list",
+    "429": "Too many calls in this session, or Telenor is rate limiting the app",
+    "502": "Telenor answered with an error, or could not be reached",
+    "503": "The session store is unavailable",
+    "504": "Telenor did not answer in time",
+}
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """The document `/openapi.json` serves (built once)."""
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for route in PROXIED_ROUTES:
+            spec["paths"][route.openapi_path] = {"get": _operation(route, schemas)}
+        app.openapi_schema = spec
+    return app.openapi_schema
+
+
+def _operation(route: ProxiedRoute, schemas: dict[str, Any]) -> dict[str, Any]:
+    parameters = [_path_parameter("app", "A configured app id")]
+    if route.upstream is None:
+        parameters.append(_path_parameter("path", "A Telenor API path on the app's allow-list"))
+    body = _ref(route.model, schemas) if route.model else {"type": "object"}
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "Telenor's answer, passed through",
+            "content": {"application/json": {"schema": body}},
+        }
+    }
+    problem = _ref(Problem, schemas)
+    for status, description in PROXIED_PROBLEMS.items():
+        responses[status] = {
+            "description": description,
+            "content": {"application/problem+json": {"schema": problem}},
+        }
+    return {
+        "tags": ["api"],
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "parameters": parameters,
+        "responses": responses,
+    }
+
+
+def _path_parameter(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
+    """A reference to `model`'s schema, which (with the models it uses) joins the components."""
+    document = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, schema in document.pop("$defs", {}).items():
+        schemas.setdefault(name, schema)
+    schemas.setdefault(model.__name__, document)
+    return {"$ref": f"#/components/schemas/{model.__name__}"}

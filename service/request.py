@@ -1,0 +1,179 @@
+"""What a request is, worked out once at the edge: a `RequestScope` in `scope["bff"]`.
+
+Every later step (the plain-http rule, CORS and CSRF, the body limit, the proxy dispatch, the
+session lookup, the error exit, the access log) reads this one object instead of parsing the
+request again. So each fact has one reading, above all the credential rule: the first
+`Authorization` header, when it is `Bearer …`, is the credential; otherwise the app's session
+cookie, looked for in every `Cookie` header (HTTP/2 may split one into several).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from starlette.requests import cookie_parser
+from starlette.types import Scope
+
+from .config import Settings
+from .cookies import Cookies
+from .logs.redact import Redactor
+from .proxy_routes import PROXIED_ROUTES, ProxiedRoute
+
+SCOPE_KEY = "bff"
+Surface = Literal["page", "api", "ops", "other"]
+OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+# Request headers a proxied call passes on to Telenor (nothing else of the request goes).
+FORWARDED = frozenset({b"accept", b"accept-language", b"if-none-match"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_HEADER_SLOTS = {
+    name: slot
+    for slot, name in enumerate(
+        (
+            b"authorization",
+            b"cookie",
+            b"origin",
+            b"x-csrf",
+            b"sec-fetch-site",
+            b"access-control-request-method",
+            b"x-request-id",
+            b"content-length",
+            b"transfer-encoding",
+        )
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What authenticates a request: a bearer session token or a session cookie, as sent."""
+
+    kind: Literal["bearer", "cookie"]
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestScope:
+    """The facts of one request. Immutable: a step that learns more keeps it to itself."""
+
+    method: str
+    path: str
+    scheme: str
+    client: str | None
+    request_id: str
+    surface: Surface  # page: a browser-flow GET (errors are the page); otherwise problem+json
+    app: str | None  # the app id the path names (/api/{app}/…, /auth/{app}/…), if configured
+    named: str | None  # whatever the path names there, configured or not
+    guarded: bool  # under the app's CORS and CSRF rules: /api/{app}/… and its logout
+    proxied: ProxiedRoute | None  # a proxied route (the proxy answers its GETs), and
+    upstream: str | None  # the Telenor path it asks for
+    credential: Credential | None
+    binding: str | None  # the app's login-binding cookie
+    origin: str | None
+    csrf: bool  # X-CSRF: 1
+    cross_site: bool  # Sec-Fetch-Site: cross-site
+    preflight: bool  # OPTIONS with Access-Control-Request-Method
+    content_length: int | None
+    chunked: bool
+    forward: tuple[tuple[bytes, bytes], ...]  # the request headers a proxied call passes on
+
+
+def new_request_id() -> str:
+    """16 hex digits; a correlation id, not a secret, so no system-entropy call per request."""
+    return f"{random.getrandbits(64):016x}"
+
+
+class Classifier:
+    """Builds the `RequestScope` of each request; its tables come from the settings once."""
+
+    def __init__(self, settings: Settings, cookies: Cookies, redactor: Redactor) -> None:
+        self._cookies = {
+            app: (cookies.session_name(app), cookies.binding_name(app)) for app in settings.apps
+        }
+        self._routes = {route.name: route for route in PROXIED_ROUTES}
+        self._redactor = redactor
+
+    def __call__(self, scope: Scope) -> RequestScope:
+        method: str = scope["method"]
+        path: str = scope["path"]
+        parts = path.split("/", 4)  # "", "api"|"auth", app, action[, rest]
+        area = parts[1] if len(parts) > 2 else None
+        named = parts[2] if area in ("api", "auth") else None
+        app = named if named in self._cookies else None
+        action = parts[3] if len(parts) > 3 else None
+        if area == "auth":
+            surface: Surface = "page" if method in ("GET", "HEAD") else "api"
+        elif area == "api":
+            surface = "api"
+        else:
+            surface = "ops" if path in OPS_PATHS else "other"
+        proxied = upstream = None
+        if area == "api" and action in self._routes:
+            route = self._routes[action]
+            rest = parts[4] if len(parts) > 4 else None
+            if route.upstream is not None and rest is None:
+                proxied, upstream = route, route.upstream
+            elif route.upstream is None and rest:
+                proxied, upstream = route, rest
+
+        found: list[bytes | None] = [None] * len(_HEADER_SLOTS)
+        cookies: list[bytes] = []
+        forward: list[tuple[bytes, bytes]] = []
+        for name, value in scope["headers"]:
+            slot = _HEADER_SLOTS.get(name)
+            if slot is None:
+                if name in FORWARDED:
+                    forward.append((name, value))
+            elif slot == 1:
+                cookies.append(value)
+            elif found[slot] is None:  # the first of each header counts
+                found[slot] = value
+        authorization, _, origin, csrf, fetch_site, preflight, rid, length, chunked = found
+
+        credential = None
+        binding = None
+        if authorization is not None and authorization[:7].lower() == b"bearer ":
+            credential = Credential("bearer", authorization[7:].strip().decode("latin-1"))
+        if cookies and app is not None:
+            jar = cookie_parser("; ".join(c.decode("latin-1") for c in cookies))
+            session_name, binding_name = self._cookies[app]
+            binding = jar.get(binding_name) or None
+            session = jar.get(session_name)
+            if credential is None and session:
+                credential = Credential("cookie", session)
+
+        client = scope.get("client")
+        return RequestScope(
+            method=method,
+            path=path,
+            scheme=scope.get("scheme", "http"),
+            client=client[0] if client else None,
+            request_id=self._request_id(rid),
+            surface=surface,
+            app=app,
+            named=named,
+            guarded=app is not None and (area == "api" or action == "logout"),
+            proxied=proxied,
+            upstream=upstream,
+            credential=credential,
+            binding=binding,
+            origin=origin.decode("latin-1") if origin is not None else None,
+            csrf=csrf == b"1",
+            cross_site=fetch_site == b"cross-site",
+            preflight=preflight is not None and method == "OPTIONS",
+            content_length=int(length) if length is not None and length.isdigit() else None,
+            chunked=chunked is not None,
+            forward=tuple(forward),
+        )
+
+    def _request_id(self, sent: bytes | None) -> str:
+        """The client's X-Request-ID when it is safe to log as is: a fixed charset, and nothing
+        the redactor would take for a secret (a client that puts its session id here gets a
+        new id instead)."""
+        if sent is not None:
+            text = sent.decode("latin-1")
+            if _REQUEST_ID.match(text) and self._redactor(text) == text:
+                return text
+        return new_request_id()

@@ -1,0 +1,41 @@
+"""The one way out for errors: every error response of the BFF leaves through `Responder`.
+
+It picks the form from the request's surface (the bilingual page for a browser-flow GET,
+RFC 9457 problem+json for everything else), counts the error in `bff_errors_total`, and sends
+it. The edge's refusals, the routes' `BffError`s, FastAPI's own 404/405/422 and unexpected
+exceptions all come here.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from .errors import BffError, problem_for
+from .events import Events
+from .pages import Pages
+from .request import SCOPE_KEY, RequestScope
+
+
+class Responder:
+    """Renders, counts and sends error responses."""
+
+    def __init__(self, *, pages: Pages, events: Events) -> None:
+        self._pages = pages
+        self._events = events
+
+    def response(self, scope: Scope, error: BffError) -> Response:
+        """The response for `error`, counted."""
+        self.count(error.code)
+        req: RequestScope | None = scope.get(SCOPE_KEY)
+        if req is not None and req.surface == "page":
+            return self._pages.error(Request(scope), error)
+        return problem_for(error)
+
+    async def send(self, scope: Scope, receive: Receive, send: Send, error: BffError) -> None:
+        await self.response(scope, error)(scope, receive, send)
+
+    def count(self, code: str) -> None:
+        """Count an error response sent elsewhere (the HTTP protocol's 431)."""
+        self._events.error(code)
