@@ -9,7 +9,8 @@ https hop that sets the `__Host-` binding first (`LoginFlow`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from starlette.responses import Response
@@ -17,6 +18,32 @@ from starlette.responses import Response
 from .config import Settings
 
 SECURE_PREFIX = "__Host-Http-"
+# RFC 6265 §4.1.1: a cookie name is an RFC 7230 token.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def parse_cookies(headers: Iterable[bytes]) -> dict[str, str]:
+    """The cookies of a request's Cookie headers (HTTP/2 may send several), read strictly.
+
+    Only spaces and tabs around a pair are dropped, and a name must be a token byte for byte.
+    A lenient parser (Starlette's strips every Unicode space) reads `\xa0__Host-Http-x`, a
+    name a browser lets any site set, as the `__Host-` cookie it cannot set. A name sent more
+    than once counts as absent: which one is ours is unknowable.
+    """
+    found: dict[str, str] = {}
+    repeated: set[str] = set()
+    for header in headers:
+        for pair in header.split(b";"):
+            name, eq, value = pair.strip(b" \t").partition(b"=")
+            if not eq or not _TOKEN.fullmatch(name):
+                continue
+            key = name.decode("ascii")
+            if key in found:
+                repeated.add(key)
+            found[key] = value.strip(b" \t").strip(b'"').decode("latin-1")
+    for key in repeated:
+        del found[key]
+    return found
 
 
 class Cookies:

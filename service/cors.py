@@ -7,9 +7,9 @@ They guard `/api/{app}/…` and `/auth/{app}/logout` of a configured app (`Reque
   the SPA can read a 401 or 429. An origin of app A gets nothing on app B's routes.
 * CSRF: a request that carries the app's session cookie (and no bearer token) needs
   `X-CSRF: 1` (a custom header forces a CORS preflight) and, when it sends `Origin`, an allowed
-  one. A request that changes state (any POST, logout above all) is refused from another
-  origin, or with `Sec-Fetch-Site: cross-site` and no `Origin`, whether or not a cookie came
-  with it. Bearer requests carry no ambient authority and need none of this.
+  one. A logout is refused from another origin, or with `Sec-Fetch-Site: cross-site` and no
+  `Origin`, whether or not a cookie came with it. Bearer requests carry no ambient authority
+  and need none of this.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ ALLOW_HEADERS = b"Content-Type, X-CSRF, X-Request-ID, Authorization, Accept, Acc
 ALLOW_METHODS = b"GET, POST, OPTIONS"
 EXPOSE_HEADERS = b"Retry-After, X-Request-ID, WWW-Authenticate"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+AMBIENT_ACTIONS = frozenset({"logout"})  # routes that act on the browser's session itself
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -74,11 +75,13 @@ class BrowserPolicy:
         if credential is not None and credential.kind == "bearer":
             return
         cookie = credential is not None
-        unsafe = req.method not in SAFE_METHODS
-        if not (cookie or unsafe):
+        # Logout acts on the browser's session whether or not a cookie comes with it (it
+        # clears the cookie): a cross-site one is refused even without.
+        ambient = req.action in AMBIENT_ACTIONS and req.method not in SAFE_METHODS
+        if not (cookie or ambient):
             return
         if (req.origin is not None and not self.allowed(req)) or (
-            unsafe and req.cross_site and req.origin is None
+            ambient and req.cross_site and req.origin is None
         ):
             self._reject(req, "origin")
             origin = req.origin[:100] if req.origin is not None else "of a cross-site request"

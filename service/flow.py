@@ -24,8 +24,8 @@ from .return_urls import ReturnUrlPolicy, with_query
 from .stores import Handoff, HandoffStore, LoginState, SessionStore, StateStore
 from .telenor import Telenor, TokenError
 
-_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # new_token(32)
+_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # new_token(32)
 MODES = ("cookie", "handoff")
 START_PARAMS = ("return_to", "mode", "code_challenge", "code_challenge_method")
 KEPT_LOGINS = 3  # logins of one browser that may finish in parallel (tabs)
@@ -48,7 +48,7 @@ class Binding:
     @classmethod
     def parse(cls, value: str | None) -> Binding | None:
         parts = value.split(".") if value else []
-        if not 2 <= len(parts) <= KEPT_LOGINS + 1 or not all(map(_TOKEN.match, parts)):
+        if not 2 <= len(parts) <= KEPT_LOGINS + 1 or not all(map(_TOKEN.fullmatch, parts)):
             return None
         return cls(parts[0], tuple(parts[1:]))
 
@@ -172,7 +172,7 @@ class LoginFlow:
             )
         if mode == "handoff" and not (
             code_challenge
-            and _CHALLENGE.match(code_challenge)
+            and _CHALLENGE.fullmatch(code_challenge)
             and start.code_challenge_method == "S256"
         ):
             raise BffError(
@@ -188,12 +188,14 @@ class LoginFlow:
         to: Telenor's authorize URL, or with `network` the plain-http entry's way there."""
         cfg, checked, mode = self.check_start(start)
         app_id = start.app
-        binding, login = Binding.issue(Binding.parse(start.binding))
+        previous = Binding.parse(start.binding)
+        binding, login = Binding.issue(previous)
+        counts = [("login", address_bucket(start.client, self._settings.rate_limit_ipv6_prefix))]
+        if previous is not None:  # a browser's first login counts against its address only
+            counts.append(("login_browser", digest(binding.browser)))
         try:
             await self._limiter.hit(
-                ("login_app", app_id),
-                ("login", address_bucket(start.client, self._settings.rate_limit_ipv6_prefix)),
-                ("login_browser", digest(binding.browser)),
+                *counts, ceiling=("login_app", app_id), tag=f"{{login:{app_id}}}:"
             )
         except BffError as exc:
             exc.flow = self.flow(app_id)

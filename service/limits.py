@@ -31,6 +31,7 @@ class _HeadCap:
     _cap = DEFAULT_HEADER_BYTES
     _head_bytes = 0
     _in_head = True
+    _begun = False  # a byte other than CR or LF has arrived
     _tail = b""  # the last bytes of the previous read: a "\r\n\r\n" may straddle two reads
     _refused = False
     transport: Any
@@ -43,11 +44,20 @@ class _HeadCap:
     def _next_head(self) -> None:
         """A request is over: the next bytes begin another head. (In a pipelined read, the
         rest of that read is not counted: the bound is the cap plus one read.)"""
-        self._head_bytes, self._in_head, self._tail = 0, True, b""
+        self._head_bytes, self._in_head, self._begun, self._tail = 0, True, False, b""
 
     def _head_too_large(self, data: bytes) -> bool:
         if not self._in_head:
             return False
+        if not self._begun:
+            # Parsers skip blank lines before a request line (RFC 9112 §2.2): they are part of
+            # the head, but their CRLFs must not read as its end.
+            start = data.lstrip(b"\r\n")
+            self._head_bytes += len(data) - len(start)
+            if not start:
+                return self._head_bytes > self._cap
+            self._begun = True
+            data = start
         seen = self._tail + data
         end = seen.find(b"\r\n\r\n")
         if end >= 0:

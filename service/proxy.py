@@ -77,10 +77,10 @@ class ApiProxy:
                 length = up.content_length
                 if length is not None and length > cap:
                     raise BodyTooLarge(cap)
-                # A known length is read at once; a chunked answer only up to the cap.
-                body = await (
-                    up.read() if length is not None else read_capped(up.content.iter_any(), cap)
-                )
+                # A known length is read at once; a chunked or compressed answer (aiohttp
+                # inflates it: a small gzip can be a huge body) only up to the cap.
+                plain = length is not None and "Content-Encoding" not in up.headers
+                body = await (up.read() if plain else read_capped(up.content.iter_any(), cap))
                 status = up.status
                 raw = up.raw_headers
         except (aiohttp.ClientError, TimeoutError) as exc:

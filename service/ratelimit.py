@@ -1,8 +1,10 @@
 """Rate limits: fixed one-minute windows counted in Redis, shared by every worker and replica.
 
-Counters are `{prefix}rl:{kind}:{subject}:{window}`. A login start counts its limits (per
-address, per browser, per app) in one pipeline; an API call is counted inside the read of its
-session (`read_counted`, one script), so the limit costs the proxied call no round trip.
+Counters are `{prefix}rl:{tag}{kind}:{subject}:{window}`. A login start counts its limits in
+one script (`hit`): the client's own (per address, per browser) first, and the app-wide
+ceiling only for a start they let through, so one client cannot use up everyone's ceiling. An
+API call is counted inside the read of its session (`read_counted`, one script), so the limit
+costs the proxied call no round trip. Each script's keys share a Cluster hash tag.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Callable
+from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
@@ -27,10 +30,27 @@ local n = redis.call('INCR', KEYS[2])
 if n == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
 return {blob, n}
 """
-# The name Redis caches the script under (SHA-1 is Redis's choice, not a security one).
-_READ_AND_COUNT_SHA = (
-    hashlib.sha1(_READ_AND_COUNT.encode(), usedforsecurity=False).hexdigest().encode()
-)
+# Count KEYS in order (the client's own limits, then a ceiling on everyone; limits in
+# ARGV[2..]) and stop at the first one past its limit: the ceiling counts only the starts the
+# client's own limits let through. Returns which key decided and its count.
+_COUNT_CHAIN = """
+local n = 0
+for i = 1, #KEYS do
+  n = redis.call('INCR', KEYS[i])
+  if n == 1 then redis.call('EXPIRE', KEYS[i], ARGV[1]) end
+  if n > tonumber(ARGV[i + 1]) then return {i, n} end
+end
+return {#KEYS, n}
+"""
+
+
+def _sha(script: str) -> bytes:
+    """The name Redis caches a script under (SHA-1 is Redis's choice, not a security one)."""
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest().encode()
+
+
+_READ_AND_COUNT_SHA = _sha(_READ_AND_COUNT)
+_COUNT_CHAIN_SHA = _sha(_COUNT_CHAIN)
 
 
 class RateLimiter:
@@ -59,8 +79,8 @@ class RateLimiter:
     def active(self, kind: str) -> bool:
         return self._limits.get(kind, 0) > 0
 
-    def _key(self, kind: str, subject: str) -> str:
-        return f"{self._prefix}{kind}:{subject}:{int(self._clock() // self.WINDOW)}"
+    def _key(self, kind: str, subject: str, tag: str = "") -> str:
+        return f"{self._prefix}{tag}{kind}:{subject}:{int(self._clock() // self.WINDOW)}"
 
     def _enforce(self, kind: str, count: int) -> None:
         """429 with the seconds left in this window once `count` passes the limit (503 `busy`
@@ -74,21 +94,32 @@ class RateLimiter:
                 headers={"Retry-After": str(retry)},
             )
 
-    async def hit(self, *counts: tuple[str, str]) -> None:
-        """Count one event against each (kind, subject) at once (one round trip) and enforce
-        every limit, in the order given."""
-        active = [(kind, subject) for kind, subject in counts if self.active(kind)]
-        if not active:
+    async def hit(self, *counts: tuple[str, str], ceiling: tuple[str, str], tag: str) -> None:
+        """Count one event against each of the client's own (kind, subject) limits in turn,
+        and against `ceiling` only when all of them let it through; enforce them. One round
+        trip; `tag` is the keys' shared Cluster hash tag (`{…}`)."""
+        chain = [(kind, subject) for kind, subject in (*counts, ceiling) if self.active(kind)]
+        if not chain:
             return
+        keys = [self._key(kind, subject, tag) for kind, subject in chain]
+        limits = [str(self._limits[kind]).encode() for kind, _ in chain]
         async with redis_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for kind, subject in active:
-                key = self._key(kind, subject)
-                pipe.incr(key)
-                pipe.expire(key, self.WINDOW * 2)
-            replies = await pipe.execute()
-        for (kind, _), count in zip(active, replies[::2], strict=True):
-            self._enforce(kind, int(count))
+            which, count = await self._script(
+                _COUNT_CHAIN_SHA, _COUNT_CHAIN, keys, [self._expiry, *limits]
+            )
+        self._enforce(chain[int(which) - 1][0], int(count))
+
+    async def _script(
+        self, sha: bytes, source: str, keys: list[str], args: list[bytes]
+    ) -> list[Any]:
+        """EVALSHA itself (redis-py's `Script` wrapper costs more than the call), and EVAL on
+        a Redis that has not seen the script yet (restarted, new, failed over)."""
+        run = self._redis.execute_command
+        try:
+            reply: list[Any] = await run("EVALSHA", sha, len(keys), *keys, *args)
+        except NoScriptError:
+            reply = await run("EVAL", source, len(keys), *keys, *args)
+        return reply
 
     async def read_counted(self, key: str, kind: str, subject: str) -> bytes | None:
         """GET `key` and, when it exists, count one `kind` event of `subject`: one round trip

@@ -14,11 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from starlette.requests import cookie_parser
 from starlette.types import Scope
 
 from .config import Settings
-from .cookies import Cookies
+from .cookies import Cookies, parse_cookies
 from .logs.redact import Redactor
 from .proxy_routes import PROXIED_ROUTES, ProxiedRoute
 
@@ -66,6 +65,7 @@ class RequestScope:
     surface: Surface  # page: a browser-flow GET (errors are the page); otherwise problem+json
     app: str | None  # the app id the path names (/api/{app}/…, /auth/{app}/…), if configured
     named: str | None  # whatever the path names there, configured or not
+    action: str | None  # what follows the app id: "login", "user-info", "logout", …
     guarded: bool  # under the app's CORS and CSRF rules: /api/{app}/… and its logout
     proxied: ProxiedRoute | None  # a proxied route (the proxy answers its GETs), and
     upstream: str | None  # the Telenor path it asks for
@@ -137,7 +137,7 @@ class Classifier:
         if authorization is not None and authorization[:7].lower() == b"bearer ":
             credential = Credential("bearer", authorization[7:].strip().decode("latin-1"))
         if cookies and app is not None:
-            jar = cookie_parser("; ".join(c.decode("latin-1") for c in cookies))
+            jar = parse_cookies(cookies)
             session_name, binding_name = self._cookies[app]
             binding = jar.get(binding_name) or None
             session = jar.get(session_name)
@@ -154,6 +154,7 @@ class Classifier:
             surface=surface,
             app=app,
             named=named,
+            action=action,
             guarded=app is not None and (area == "api" or action == "logout"),
             proxied=proxied,
             upstream=upstream,

@@ -65,7 +65,7 @@ DEFAULT_LIFETIME = 3600  # when `expires_in` is absent: a cautious hour
 MAX_LIFETIME = 30 * 86400
 MAX_TOKEN_CHARS = 4096
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")  # RFC 6750's b64token and more: no space, no CR/LF
-_SECONDS = re.compile(r"\s*\d{1,9}\s*")
+_SECONDS = re.compile(r"[ \t]*[0-9]{1,9}[ \t]*")
 
 
 def _lifetime(value: object) -> int:
@@ -100,7 +100,7 @@ def _token(value: object, *, required: bool) -> str | None:
 def _parse_tokens(status: int, content: bytes) -> TokenSet:
     try:
         body = json.loads(content)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # (deep nesting fits in a small body)
         raise TokenError("invalid_response") from exc
     if not isinstance(body, dict):
         raise TokenError("invalid_response")

@@ -24,6 +24,7 @@ from tests.test_serve import serve_env, start_serve, stop
 
 pytestmark = pytest.mark.usefixtures("sandbox")
 CSRF = {"X-CSRF": "1"}
+CSRF_RAW = [(b"x-csrf", b"1")]
 MiB = 1 << 20
 
 
@@ -60,6 +61,51 @@ async def test_a_planted_binding_cookie_does_not_sign_the_victim_in(make_bff, sa
             status = await victim.get(f"{BFF}/api/web/session", headers=CSRF)
             assert status.json()["authenticated"] is False
     assert sandbox.calls("/oauth/v2/token") == []
+
+
+# Bytes a lenient parser strips from a cookie name (Python's str.strip: Unicode spaces) but a
+# browser keeps: a cookie named "\xa0__Host-…" is not a `__Host-` cookie to the browser, so
+# any site may set it, and Chromium stores and sends it.
+NOT_SPACES = [b"\xa0", b"\x85", b"\x1c", b"\x1f"]
+
+
+@pytest.mark.parametrize("byte", NOT_SPACES, ids=lambda b: f"{b[0]:02x}")
+async def test_a_cookie_name_with_a_stray_space_byte_is_not_the_host_binding(
+    make_bff, sandbox, byte
+):
+    """The planted-binding attack with a name only a lenient parser reads as `__Host-`."""
+    async with make_bff(network_auth_url=None) as bff:
+        callback, binding = await attackers_callback(bff, network=False)
+        sandbox.requests.clear()
+        async with bff.browser() as victim:
+            cookie = byte + b"__Host-Http-bff-web-bind=" + binding.encode()
+            page = await victim.get(callback, headers=[(b"cookie", cookie)])
+            assert page.status_code == 400 and 'data-error="wrong_browser"' in page.text
+    assert sandbox.calls("/oauth/v2/token") == []
+
+
+@pytest.mark.parametrize("byte", NOT_SPACES, ids=lambda b: f"{b[0]:02x}")
+async def test_a_cookie_name_with_a_stray_space_byte_is_not_the_session(bff, browser, byte):
+    """The attacker's own session id planted under such a name signs nobody in."""
+    await walk_login(browser)
+    session_id = browser.cookies["__Host-Http-bff-web"].encode()
+    async with bff.browser() as victim:
+        planted = [(b"cookie", byte + b"__Host-Http-bff-web=" + session_id), (b"x-csrf", b"1")]
+        r = await victim.get(f"{BFF}/api/web/user-info", headers=planted)
+    assert r.status_code == 401
+
+
+async def test_a_cookie_sent_twice_under_one_name_counts_as_none(bff, browser):
+    """Which of two same-named cookies is ours cannot be known: neither counts."""
+    await walk_login(browser)
+    session_id = browser.cookies["__Host-Http-bff-web"]
+    async with bff.browser() as other:
+        twice = f"__Host-Http-bff-web={session_id}; __Host-Http-bff-web=forged".encode()
+        r = await other.get(f"{BFF}/api/web/user-info", headers=[(b"cookie", twice), *CSRF_RAW])
+        assert r.status_code == 401
+        once = f"__Host-Http-bff-web={session_id}".encode()
+        r = await other.get(f"{BFF}/api/web/user-info", headers=[(b"cookie", once), *CSRF_RAW])
+        assert r.status_code == 200
 
 
 @pytest.mark.parametrize("name", ["bff-web-bind", "__Host-Http-bff-web-bind"])
@@ -198,6 +244,15 @@ def test_a_huge_request_header_is_refused_with_431_before_it_is_read(served):
     assert sent < 4 * MiB  # the server stopped reading near its 32 KiB cap
 
 
+def test_blank_lines_before_the_request_line_do_not_get_past_the_header_cap(served):
+    """Parsers skip blank lines before a request line; the cap must not take their CRLFs for
+    the end of the head (httptools then read an 8 MiB header)."""
+    head = b"\r\n\r\nGET /healthz HTTP/1.1\r\nHost: bff.test\r\nX-Padding: "
+    response, sent = exchange(served, head, [*filler(8 * MiB), b"\r\n\r\n"])
+    assert status_of(response) in (400, 431), response[:200]  # (h11 refuses blank lines: 400)
+    assert sent < 4 * MiB
+
+
 def test_ordinary_headers_under_the_cap_are_served(served):
     """A 24 KiB cookie header (several apps' sessions, trackers) is still fine."""
     head = (
@@ -237,6 +292,14 @@ async def test_a_huge_upstream_body_is_a_502_not_relayed(browser, sandbox, chunk
     r = await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)
     assert r.status_code == 502 and r.json()["type"].endswith(":upstream_error")
     assert len(r.content) < 1000
+
+
+async def test_a_compressed_upstream_body_is_capped_as_it_inflates(browser, sandbox):
+    """A gzip answer of a few hundred KiB that inflates to 64 MiB: 502, not relayed."""
+    await walk_login(browser)
+    sandbox.faults.large = [LargeBody("user-info", 64 * MiB, gzip=True)]
+    r = await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)
+    assert r.status_code == 502 and r.json()["type"].endswith(":upstream_error")
 
 
 def test_every_size_and_rate_limit_is_in_env_example():
@@ -350,6 +413,15 @@ async def test_odd_token_responses_are_token_rejected_never_a_500(browser, sandb
     assert status.json()["authenticated"] is False
 
 
+@pytest.mark.parametrize("body", ["[" * 200_000, '{"access_token": "x", "expires_in": "١٢٣٤"}'])
+async def test_a_token_response_that_breaks_the_parser_is_token_rejected(browser, sandbox, body):
+    """Nesting deep enough to exhaust Python's recursion, or digits that are not ASCII."""
+    sandbox.faults.token_body = body
+    walk = await walk_login(browser)
+    assert walk.final is not None and walk.final.status_code == 502
+    assert 'data-error="token_rejected"' in walk.final.text
+
+
 @pytest.mark.parametrize("value", ["1234", 1234.0, " 1234 "])
 async def test_a_numeric_string_lifetime_is_honoured(browser, sandbox, value):
     """`"1234"` (as some clients decode Telenor's answer) means 1234 s, not a default hour."""
@@ -381,11 +453,12 @@ async def test_a_thousand_browsers_behind_one_ipv4_address_all_start_logins(bff)
 
 async def test_one_browser_hammering_login_is_stopped(bff):
     """A browser keeps its binding cookie: past its own limit it gets 429, while another
-    browser behind the same address goes on."""
+    browser behind the same address goes on. (Its first start, before it has the cookie,
+    counts against its address only.)"""
     limit = bff.settings.rate_limit_login_per_browser_per_minute
     async with bff.browser(CGNAT) as hammer:
-        codes = [(await hammer.get(LOGIN)).status_code for _ in range(limit + 1)]
-        assert codes == [302] * limit + [429]
+        codes = [(await hammer.get(LOGIN)).status_code for _ in range(limit + 2)]
+        assert codes == [302] * (limit + 1) + [429]
         assert int((await hammer.get(LOGIN)).headers["retry-after"]) > 0
     async with bff.browser(CGNAT) as neighbour:
         assert (await neighbour.get(LOGIN)).status_code == 302
@@ -444,6 +517,30 @@ async def test_state_flooding_is_capped_per_app(make_bff, redis: Redis):
         async with bff.browser("198.51.100.201") as other_app:  # another app has its own
             r = await other_app.get(f"{BFF}/auth/other/login?return_to=https://other.bff.test/")
             assert r.status_code == 302
+
+
+async def test_one_hammering_client_cannot_use_up_the_app_ceiling(make_bff):
+    """Starts the client's own limits refuse do not count towards the app's ceiling: others
+    still get in."""
+    async with make_bff(
+        rate_limit_login_per_minute=10, rate_limit_login_per_app_per_minute=25
+    ) as bff:
+        async with bff.browser(CGNAT) as hammer:
+            codes = [(await hammer.get(LOGIN)).status_code for _ in range(60)]
+        assert codes == [302] * 10 + [429] * 50
+        async with bff.browser("198.51.100.77") as someone:
+            assert (await someone.get(LOGIN)).status_code == 302
+
+
+async def test_a_hybrid_app_with_origin_null_can_start_a_login(browser):
+    """Only a logout is refused cross-site without a cookie: a WebView page (`Origin: null`)
+    may still start a login through the API."""
+    r = await browser.post(
+        f"{BFF}/api/mobile/auth/start",
+        json={"return_to": "https://app.bff.test/mobile"},
+        headers={"Origin": "null"},
+    )
+    assert r.status_code == 200
 
 
 # -- 9. Bearer 401s say why ------------------------------------------------------------------

@@ -133,7 +133,9 @@ class Sandbox:
     def token_body(self, body: dict[str, Any]) -> Response:
         """A successful token response, with any injected odd members (NaN and Infinity are
         written as JavaScript literals, as a careless encoder would)."""
-        text = json.dumps({**body, **self.faults.token_fields})  # allow_nan: on purpose
+        text = self.faults.token_body
+        if text is None:
+            text = json.dumps({**body, **self.faults.token_fields})  # allow_nan: on purpose
         return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
 
     def page(self, request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:

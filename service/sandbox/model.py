@@ -3,6 +3,7 @@ answers Telenor gives in its own shapes."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,11 +68,13 @@ class ForcedResponse:
 
 @dataclass
 class LargeBody:
-    """An answer of `size` bytes (with Content-Length, or chunked) instead of the real one."""
+    """An answer of `size` bytes (with Content-Length, or chunked) instead of the real one;
+    with `gzip`, those bytes gzip-compressed, with the compressed length (a bomb)."""
 
     endpoint: str
     size: int
     chunked: bool = False
+    gzip: bool = False
 
 
 @dataclass
@@ -84,6 +87,8 @@ class Faults:
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
     # Members replacing those of every successful token response (odd values Telenor might send).
     token_fields: dict[str, Any] = field(default_factory=dict)
+    # Or the whole text of every successful token response.
+    token_body: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +98,7 @@ class Faults:
             "large": [b.__dict__ for b in self.large],
             "headers": self.headers,
             "token_fields": self.token_fields,
+            "token_body": self.token_body,
         }
 
 
@@ -113,6 +119,12 @@ def large_body(large: LargeBody) -> Response:
             yield piece[: min(left, len(piece))]
             left -= len(piece)
 
+    if large.gzip:
+        # Level 9 deflates 64 MiB of spaces into about 64 KiB, sent with its (small) length.
+        zipped = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        body = b"".join(zipped.compress(piece) for _ in range(large.size // len(piece)))
+        body += zipped.flush()
+        return Response(body, media_type="application/json", headers={"Content-Encoding": "gzip"})
     headers = {} if large.chunked else {"Content-Length": str(large.size)}
     return StreamingResponse(chunks(), media_type="application/json", headers=headers)
 

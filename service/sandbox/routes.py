@@ -269,7 +269,12 @@ async def set_faults(request: Request) -> JSONResponse:
             ],
             hang={str(e) for e in body.get("hang", [])},
             large=[
-                LargeBody(str(b["endpoint"]), int(b["size"]), bool(b.get("chunked")))
+                LargeBody(
+                    str(b["endpoint"]),
+                    int(b["size"]),
+                    bool(b.get("chunked")),
+                    bool(b.get("gzip")),
+                )
                 for b in body.get("large", [])
             ],
             headers={
@@ -277,6 +282,7 @@ async def set_faults(request: Request) -> JSONResponse:
                 for e, h in body.get("headers", {}).items()
             },
             token_fields=dict(body.get("token_fields", {})),
+            token_body=str(body["token_body"]) if body.get("token_body") is not None else None,
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return JSONResponse({"error": "bad fault description"}, status_code=400)
