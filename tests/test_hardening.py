@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from service.crypto import digest
 from service.sandbox.app import LargeBody
 from tests.support.browser import APP_ORIGIN, BFF, BFF_HTTP, query, walk_login
+from tests.test_observability import sample
 from tests.test_serve import serve_env, start_serve, stop
 
 pytestmark = pytest.mark.usefixtures("sandbox")
@@ -242,6 +243,20 @@ def test_a_huge_request_header_is_refused_with_431_before_it_is_read(served):
     assert status_of(response) == 431, response[:200]
     assert b"application/problem+json" in response and b"header_too_large" in response
     assert sent < 4 * MiB  # the server stopped reading near its 32 KiB cap
+
+
+def test_the_431_is_counted_like_every_error_response(served):
+    """Answered by the HTTP protocol, before the app: still in bff_errors_total."""
+
+    def count() -> float:
+        text = httpx.get(f"http://127.0.0.1:{served}/metrics").text
+        return sample(text, "bff_errors_total", code="header_too_large")
+
+    before = count()
+    head = b"GET /healthz HTTP/1.1\r\nHost: bff.test\r\nX-Padding: "
+    response, _ = exchange(served, head, [*filler(1 * MiB), b"\r\n\r\n"])
+    assert status_of(response) == 431
+    assert count() == before + 1
 
 
 def test_blank_lines_before_the_request_line_do_not_get_past_the_header_cap(served):

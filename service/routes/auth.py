@@ -99,7 +99,8 @@ async def logout(
     services.flow.app(app)
     ended = await services.auth.logout(req)
     response = Response(status_code=204, headers={"Cache-Control": "no-store"})
-    services.cookies.clear_session(response, app)
+    if req.credential is None or req.credential.kind == "cookie":  # (a bearer is not the cookie)
+        services.cookies.clear_session(response, app)
     if ended is not None:
         background.add_task(services.flow.telenor_logout, ended.access_token)
     response.background = background
