@@ -109,8 +109,19 @@ class Bench:
         self.redis.close()
 
 
+LOAD_CPUS: set[int] | None = None  # with --pin: where wrk, the stub and Redis run
+
+
+def pin(pid: int, cpus: set[int] | None) -> None:
+    """Keep a process (and the threads it starts) on these CPUs."""
+    if cpus is not None:
+        os.sched_setaffinity(pid, cpus)
+
+
 def wrk(url: str, seconds: float, headers: dict[str, str]) -> Run:
     args = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency", "--timeout", "5s"]
+    if LOAD_CPUS is not None:
+        args = ["taskset", "-c", ",".join(map(str, sorted(LOAD_CPUS))), *args]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
@@ -279,6 +290,12 @@ def main() -> int:
         "--quick", action="store_true", help="only the alternating proxied-call comparison"
     )
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="with --quick: the measured servers on CPU 0, wrk, the stub and Redis on CPU 1 "
+        "(steadier ratios on a 2-CPU machine)",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="GIT_REF",
         help="also run the BFF as of this commit, alternating with today's (same-run before/after)",
@@ -295,8 +312,16 @@ def main() -> int:
         print("wrk is not installed: bench/run installs it (apt-get install wrk)", file=sys.stderr)
         return 2
     RESULTS.mkdir(parents=True, exist_ok=True)
+    global LOAD_CPUS
+    server_cpus = None
+    if args.pin:
+        if not args.quick or (os.cpu_count() or 1) < 2:
+            print("--pin needs --quick and two CPUs", file=sys.stderr)
+            return 2
+        server_cpus, LOAD_CPUS = {0}, {1}
 
     redis = EmbeddedRedis().start()
+    pin(redis.pid or 0, LOAD_CPUS)
     names = ("stub", "sandbox", "bff1", "bff1q", "bff2", "ceiling", "baseline")
     ports = {name: free_port() for name in names}
     env = {
@@ -329,6 +354,7 @@ def main() -> int:
 
     try:
         stub = bench.start("stub", ["-m", "bench.stub", str(ports["stub"])], ports["stub"])
+        pin(stub.popen.pid, LOAD_CPUS)
         bench.start(
             "sandbox",
             ["-m", "service", "sandbox", "--port", str(ports["sandbox"])],
@@ -406,6 +432,9 @@ def main() -> int:
         if baseline is not None:
             targets[f"BFF at {args.baseline}"] = (baseline.popen.pid, baseline.url + proxied)
         runs: dict[str, list[Run]] = {name: [] for name in targets}
+        for target_pid, _ in targets.values():
+            if target_pid != stub.popen.pid:
+                pin(target_pid, server_cpus)
         for _, url in targets.values():
             wrk(url, 1, headers)  # warm-up
         for _ in range(args.rounds):

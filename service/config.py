@@ -1,4 +1,4 @@
-"""Settings: the only module that reads the environment (DESIGN §4)."""
+"""Settings: the only module that reads the environment; and `check-config`'s rules."""
 
 from __future__ import annotations
 

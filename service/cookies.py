@@ -1,4 +1,4 @@
-"""Every cookie the BFF sets, in one place: names, attributes, reading (DESIGN §6).
+"""Every cookie the BFF sets, in one place: names, attributes, reading.
 
 On https the names carry the `__Host-Http-` prefix, so the browser itself enforces Secure,
 HttpOnly, Path=/ and no Domain. Cookies are per app so two apps in one browser never collide.

@@ -1,4 +1,4 @@
-"""Random ids, hashing and the AES-GCM envelope for records at rest in Redis (DESIGN §5)."""
+"""Random ids, hashing and the AES-GCM envelope for records at rest in Redis."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""One error model: domain errors carry a code, a status and safe text (STYLE habit 5).
+"""One error model: domain errors carry a code, a status and safe text.
 
-`problem_response` renders them as RFC 9457 problem+json for the API; `pages.error_page` renders
-the same errors as the bilingual page for browser flows. Nothing here ever includes a secret.
+`CATALOG` is the one table of codes, statuses and titles. `problem_response` renders an error as
+RFC 9457 problem+json; `pages.Pages` renders the same errors as the bilingual page; which one a
+request gets, `respond.Responder` decides. Nothing here ever includes a secret.
 """
 
 from __future__ import annotations

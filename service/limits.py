@@ -26,7 +26,8 @@ DEFAULT_HEADER_BYTES = 32768
 
 
 class _HeadCap:
-    """Counts a request head's bytes as they arrive (`_head_too_large`), across reads."""
+    """Mixed in before a uvicorn protocol: counts a request head's bytes as they arrive
+    (`_head_too_large`), across reads, and refuses a head past the cap."""
 
     _cap = DEFAULT_HEADER_BYTES
     _head_bytes = 0
@@ -37,9 +38,18 @@ class _HeadCap:
     transport: Any
     app_state: dict[str, Any]
 
-    def _init_cap(self, config: Any) -> None:
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]  # the protocol class after this mixin
         # uvicorn hands every protocol its Config; h11's own head bound is the same setting.
         self._cap = config.h11_max_incomplete_event_size or DEFAULT_HEADER_BYTES
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._head_too_large(data):
+            self._refuse()
+            return
+        super().data_received(data)  # type: ignore[misc]  # the protocol class after this mixin
 
     def _next_head(self) -> None:
         """A request is over: the next bytes begin another head. (In a pipelined read, the
@@ -91,18 +101,6 @@ class _HeadCap:
 class HttpToolsWithHeadCap(_HeadCap, HttpToolsProtocol):
     """uvicorn's httptools protocol with a bound on the request head."""
 
-    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
-        self._init_cap(config)
-
-    def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return
-        if self._head_too_large(data):
-            self._refuse()
-            return
-        super().data_received(data)
-
     def on_message_complete(self) -> None:
         self._next_head()
         super().on_message_complete()
@@ -110,18 +108,6 @@ class HttpToolsWithHeadCap(_HeadCap, HttpToolsProtocol):
 
 class H11WithHeadCap(_HeadCap, H11Protocol):
     """uvicorn's h11 protocol with the same bound, answered with 431 instead of h11's 400."""
-
-    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
-        self._init_cap(config)
-
-    def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return
-        if self._head_too_large(data):
-            self._refuse()
-            return
-        super().data_received(data)
 
     def on_response_complete(self) -> None:
         self._next_head()

@@ -117,11 +117,18 @@ class SessionStore:
         self._max = max_seconds
         self._clock = clock
         self._opened: dict[tuple[str, bytes], Session] = {}
+        self._keys: dict[str, str] = {}
 
     def key(self, session_id: str) -> str:
         """`{prefix}session:{<sha256>}`: the braces are a Cluster hash tag, so the session's
-        lock and rate-limit counter live in its slot (one script touches both)."""
-        return f"{self._prefix}{{{digest(session_id)}}}"
+        lock and rate-limit counter live in its slot (one script touches both). Remembered
+        for the ids seen recently, as their records are (`OPENED_MAX`)."""
+        key = self._keys.get(session_id)
+        if key is None:
+            if len(self._keys) >= self.OPENED_MAX:
+                self._keys.clear()
+            key = self._keys[session_id] = f"{self._prefix}{{{digest(session_id)}}}"
+        return key
 
     @staticmethod
     def hash_tag(key: str) -> str:

@@ -1,4 +1,4 @@
-"""The demo, the sandbox and the error page in real headless Chromium (issue 8).
+"""The demo, the sandbox and the error page in real headless Chromium.
 
 `dev`-style servers on loopback ports (the demo app, the sandbox on the next port, a real Redis),
 driven by Playwright through Debian's /usr/bin/chromium (no browser is downloaded). Each test

@@ -1,4 +1,4 @@
-"""The browser login flow through the real BFF, the real sandbox and a real Redis (issue 4)."""
+"""The browser login flow through the real BFF, the real sandbox and a real Redis."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Handoff mode for mobile apps: webview login → one-time code → bearer session token (issue 6)."""
+"""Handoff mode for mobile apps: webview login → one-time code → bearer session token."""
 
 from __future__ import annotations
 

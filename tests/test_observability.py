@@ -1,4 +1,4 @@
-"""Metrics, logs, request ids, redaction, rate limits, trusted proxies (issue 7)."""
+"""Metrics, logs, request ids, redaction, rate limits, trusted proxies."""
 
 from __future__ import annotations
 

@@ -127,6 +127,19 @@ def test_committed_openapi_matches_the_live_spec():
     assert json.loads(live) == json.loads(committed), "regenerate: python -m service openapi"
 
 
+def test_the_architecture_doc_names_every_module_and_nothing_outside_the_repository():
+    """docs/architecture.md has a line for every module of service/; README, docs and code
+    refer only to what the repository holds."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    for path in sorted((ROOT / "service").rglob("*.py")):
+        module = path.relative_to(ROOT / "service").as_posix()
+        assert f"| `{module}` |" in doc, module
+    texts = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "service").rglob("*.py")]
+    for text in texts:
+        for outside in ("../shared", "DESIGN §", "DESIGN.md"):
+            assert outside not in text.read_text(), f"{text} refers to {outside}"
+
+
 def test_compose_file_matches_the_settings_the_service_reads():
     """docker-compose.yml: redis + bff, healthchecks, ports, and only real BFF_ settings."""
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

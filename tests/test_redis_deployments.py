@@ -1,4 +1,4 @@
-"""Redis Cluster, Sentinel, and an outage in the middle of a burst (issue 7)."""
+"""Redis Cluster, Sentinel, and an outage in the middle of a burst."""
 
 from __future__ import annotations
 

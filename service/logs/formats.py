@@ -7,6 +7,7 @@ formatted the usual way and scrubbed by the redactor last.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -40,8 +41,20 @@ def access_message(fields: AccessFields) -> str:
     return f"{fields[0]} {fields[1] or '(unmatched)'} {fields[2]}"
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request id, structured fields."""
+# The access line's parts that repeat request after request, JSON-quoted once: a method and a
+# route template (both from closed sets: the routes' own and the methods that reach them).
+@functools.lru_cache(maxsize=1024)
+def _message(method: str, route: str | None, status: int) -> str:
+    return _quoted(f"{method} {route or '(unmatched)'} {status}")
+
+
+@functools.lru_cache(maxsize=256)
+def _route_members(method: str, route: str | None) -> str:
+    return f'"method": {_quoted(method)}, "route": {_quoted(route)}'
+
+
+class _Formatter(logging.Formatter):
+    """A line format whose every line but the access line passes the redactor last."""
 
     def __init__(self, redactor: Redactor | None = None) -> None:
         super().__init__()
@@ -51,6 +64,20 @@ class JsonFormatter(logging.Formatter):
         access_fields = getattr(record, "access", None)
         if access_fields is not None:
             return self.access_line(record.created, access_fields)
+        return self._redact(self.line(record))
+
+    def line(self, record: logging.LogRecord) -> str:
+        raise NotImplementedError
+
+    @staticmethod
+    def access_line(created: float, fields: AccessFields) -> str:
+        raise NotImplementedError
+
+
+class JsonFormatter(_Formatter):
+    """One JSON object per line: time, level, logger, message, request id, structured fields."""
+
+    def line(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": _timestamp(record.created),
             "level": record.levelname.lower(),
@@ -65,7 +92,7 @@ class JsonFormatter(logging.Formatter):
             out.update(fields)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return self._redact(json.dumps(out, default=str, ensure_ascii=False))
+        return json.dumps(out, default=str, ensure_ascii=False)
 
     @staticmethod
     def access_line(created: float, fields: AccessFields) -> str:
@@ -75,24 +102,17 @@ class JsonFormatter(logging.Formatter):
         method, route, status, duration_ms, client, rid = fields
         return (
             f'{{"ts": "{_timestamp(created)}", "level": "info", "logger": "{ACCESS_LOGGER}",'
-            f' "msg": {_quoted(access_message(fields))},'
+            f' "msg": {_message(method, route, status)},'
             + (f' "request_id": "{rid}",' if rid else "")
-            + f' "method": {_quoted(method)}, "route": {_quoted(route)}, "status": {status},'
+            + f' {_route_members(method, route)}, "status": {status},'
             f' "duration_ms": {duration_ms}, "client": {_quoted(client)}}}'
         )
 
 
-class HumanFormatter(logging.Formatter):
+class HumanFormatter(_Formatter):
     """`12:00:01 INFO  GET /api/{app}/user-info 200 duration_ms=3.1 client=…` for `dev`."""
 
-    def __init__(self, redactor: Redactor | None = None) -> None:
-        super().__init__()
-        self._redact = redactor or Redactor()
-
-    def format(self, record: logging.LogRecord) -> str:
-        access_fields = getattr(record, "access", None)
-        if access_fields is not None:
-            return self.access_line(record.created, access_fields)
+    def line(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         fields = getattr(record, "fields", None)
         extra = ""
@@ -101,7 +121,7 @@ class HumanFormatter(logging.Formatter):
         text = f"{stamp} {record.levelname:<5} {record.getMessage()}{extra}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return self._redact(text)
+        return text
 
     @staticmethod
     def access_line(created: float, fields: AccessFields) -> str:
@@ -110,6 +130,3 @@ class HumanFormatter(logging.Formatter):
         stamp = time.strftime("%H:%M:%S", time.localtime(created))
         client = f" client={fields[4]}" if fields[4] else ""
         return f"{stamp} INFO  {access_message(fields)} duration_ms={fields[3]}{client}"
-
-
-Formatter = JsonFormatter | HumanFormatter

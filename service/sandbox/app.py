@@ -94,6 +94,13 @@ class Sandbox:
         """Requests the sandbox received on one path (tests assert on these)."""
         return [r for r in self.requests if r.path == endpoint_path]
 
+    def awaiting_consent(self, attempt_id: str) -> Attempt | None:
+        """The attempt whose subscriber is identified and has not answered the consent yet."""
+        attempt = self.attempts.get(attempt_id)
+        if attempt is None or attempt.status != "identified" or attempt.msisdn is None:
+            return None
+        return attempt
+
     def reset(self) -> None:
         self.faults = Faults()
         self.requests.clear()

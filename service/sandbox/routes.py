@@ -128,8 +128,8 @@ async def ussd_answer(attempt_id: str, request: Request) -> Response:
 @router.get("/sandbox/consent/{attempt_id}")
 async def consent_page(attempt_id: str, request: Request) -> Response:
     sandbox = _sandbox(request)
-    attempt = sandbox.attempts.get(attempt_id)
-    if attempt is None or attempt.status != "identified" or attempt.msisdn is None:
+    attempt = sandbox.awaiting_consent(attempt_id)
+    if attempt is None or attempt.msisdn is None:
         return sandbox.page(request, "error.html", 404, reason="attempt")
     return sandbox.page(
         request, "consent.html", attempt=attempt, subscriber=SUBSCRIBERS[attempt.msisdn]
@@ -139,8 +139,8 @@ async def consent_page(attempt_id: str, request: Request) -> Response:
 @router.post("/sandbox/consent/{attempt_id}")
 async def consent(attempt_id: str, request: Request) -> Response:
     sandbox = _sandbox(request)
-    attempt = sandbox.attempts.get(attempt_id)
-    if attempt is None or attempt.status != "identified" or attempt.msisdn is None:
+    attempt = sandbox.awaiting_consent(attempt_id)
+    if attempt is None or attempt.msisdn is None:
         return sandbox.page(request, "error.html", 404, reason="attempt")
     decision = (await request.form()).get("decision")
     if decision == "deny":
@@ -208,28 +208,25 @@ async def token(request: Request) -> Response:
 
 @router.get("/user-info/v1/users")
 async def user_info(request: Request) -> Response:
-    sandbox = _sandbox(request)
-    if (fault := await sandbox.fault("user-info")) is not None:
-        return fault
-    token = sandbox.bearer(request)
-    if isinstance(token, JSONResponse):
-        return token
-    return JSONResponse(
-        SUBSCRIBERS[token.msisdn].user, headers=sandbox.faults.headers.get("user-info")
-    )
+    return await _subscriber_data(request, "user-info")
 
 
 @router.get("/mobile-device-info/v1/device")
 async def device_info(request: Request) -> Response:
+    return await _subscriber_data(request, "device-info")
+
+
+async def _subscriber_data(request: Request, endpoint: str) -> Response:
+    """A data API's answer for the bearer's subscriber (or the injected fault)."""
     sandbox = _sandbox(request)
-    if (fault := await sandbox.fault("device-info")) is not None:
+    if (fault := await sandbox.fault(endpoint)) is not None:
         return fault
     token = sandbox.bearer(request)
     if isinstance(token, JSONResponse):
         return token
-    return JSONResponse(
-        SUBSCRIBERS[token.msisdn].device, headers=sandbox.faults.headers.get("device-info")
-    )
+    subscriber = SUBSCRIBERS[token.msisdn]
+    data = subscriber.user if endpoint == "user-info" else subscriber.device
+    return JSONResponse(data, headers=sandbox.faults.headers.get(endpoint))
 
 
 @router.get("/oauth/v2/logout")
