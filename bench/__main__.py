@@ -290,6 +290,11 @@ def main() -> int:
         "--quick", action="store_true", help="only the alternating proxied-call comparison"
     )
     parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="also count instructions per proxied call under valgrind (repeatable, slow)",
+    )
+    parser.add_argument(
         "--pin",
         action="store_true",
         help="with --quick: the measured servers on CPU 0, wrk, the stub and Redis on CPU 1 "
@@ -441,6 +446,22 @@ def main() -> int:
             for name, (target_pid, url) in targets.items():
                 runs[name].append(measured(target_pid, url, args.seconds, headers))
 
+        if args.callgrind:
+            commands = {
+                "ceiling (raw ASGI)": (
+                    ["-m", "bench.ceiling"],
+                    [redis.url, f"{stub.url}/user-info/v1/users", key],
+                    ROOT,
+                ),
+                "BFF, 1 worker": ([*serve, "--port"], [], ROOT),
+            }
+            if baseline is not None:
+                commands[f"BFF at {args.baseline}"] = ([*serve, "--port"], [], old)
+            instructions = {
+                name: callgrind_per_request(bench, name, command, after, cwd, proxied, headers)
+                for name, (command, after, cwd) in commands.items()
+            }
+            _callgrind_report(say, instructions, args.baseline)
         if args.quick:
             _quick_report(say, runs, args.baseline)
             if args.profile:
@@ -646,6 +667,87 @@ def main() -> int:
             shutil.rmtree(directory, ignore_errors=True)
     (RESULTS / "latest.md").write_text("\n".join(report) + "\n")
     return 0
+
+
+CALLGRIND_REQUESTS = 3000
+
+
+def callgrind_per_request(
+    bench: Bench,
+    name: str,
+    command: list[str],
+    after: list[str],
+    cwd: Path,
+    path: str,
+    headers: dict[str, str],
+) -> float:
+    """Machine instructions per proxied call of one server run under callgrind, counted over
+    `CALLGRIND_REQUESTS` calls after a warm-up (the same binary, inputs and environment give
+    the same count, whatever else the machine is doing)."""
+    port = free_port()
+    out = Path(tempfile.mkdtemp(prefix="bench-callgrind-")) / "callgrind.out"
+    args = [*command, str(port), *after] if after else [*command, str(port)]
+    grind = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+        PY,
+        *args,
+    ]
+    popen = subprocess.Popen(
+        grind,
+        env=bench.env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    proc = Proc(name, popen, port)
+    bench.procs.append(proc)
+    deadline = time.monotonic() + 180
+    url = f"http://127.0.0.1:{port}{path if 'BFF' in name else '/'}"
+    with httpx.Client(headers=headers, timeout=60) as client:
+        while True:
+            try:
+                if client.get(url).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start under valgrind")
+            time.sleep(0.5)
+        for _ in range(200):  # warm-up: caches, the opened-record map, connections
+            client.get(url)
+        subprocess.run(
+            ["callgrind_control", "-i", "on", str(popen.pid)], check=True, capture_output=True
+        )
+        for _ in range(CALLGRIND_REQUESTS):
+            assert client.get(url).status_code == 200
+        for command in ("-i", "off"), ("-d",):  # stop counting, then write the counts out
+            subprocess.run(
+                ["callgrind_control", *command, str(popen.pid)], check=True, capture_output=True
+            )
+    bench.stop(proc)
+    total = 0
+    for dump in out.parent.glob("callgrind.out*"):  # a dump holds what came since the last
+        for line in dump.read_text(errors="replace").splitlines():
+            if line.startswith("totals:"):
+                total += int(line.split()[1])
+    shutil.rmtree(out.parent, ignore_errors=True)
+    return total / CALLGRIND_REQUESTS
+
+
+def _callgrind_report(say, instructions: dict[str, float], baseline: str | None) -> None:  # type: ignore[no-untyped-def]
+    say(f"## Instructions per proxied call (callgrind, {CALLGRIND_REQUESTS} calls each)")
+    say()
+    for name, count in instructions.items():
+        say(f"- {name}: {count:,.0f}")
+    bff, ceiling = instructions["BFF, 1 worker"], instructions["ceiling (raw ASGI)"]
+    say(f"- BFF/ceiling: **{bff / ceiling:.3f}x**")
+    if baseline:
+        say(f"- BFF/BFF at {baseline}: **{bff / instructions[f'BFF at {baseline}']:.3f}x**")
+    say()
 
 
 def _quick_report(say, runs: dict[str, list[Run]], baseline: str | None) -> None:  # type: ignore[no-untyped-def]
