@@ -463,7 +463,8 @@ def main() -> int:
             }
             _callgrind_report(say, instructions, args.baseline)
         if args.quick:
-            _quick_report(say, runs, args.baseline)
+            if args.rounds:
+                _quick_report(say, runs, args.baseline)
             if args.profile:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
                 for name, (target_pid, url) in list(targets.items())[:3]:
