@@ -30,6 +30,7 @@ from .edge import Edge
 from .errors import BffError
 from .events import Events
 from .flow import LoginFlow
+from .listeners import Listeners
 from .logs.access import AccessLog
 from .logs.redact import Redactor
 from .metrics import Metrics
@@ -41,7 +42,8 @@ from .ratelimit import RateLimiter
 from .redis import create_redis
 from .request import Classifier
 from .respond import Responder
-from .routes import api, auth, demo, ops
+from .routes import admin, api, auth, demo, ops
+from .session_index import SubscriberHash
 from .sessions import SessionAuth
 from .stores import HandoffStore, SessionStore, StateStore
 from .telenor import Telenor
@@ -100,6 +102,7 @@ def create_app(
     settings = prepared(settings)
     cookies = Cookies(settings)
     cipher = Cipher(settings.keys())
+    subscribers = SubscriberHash(settings.keys())
     metrics = Metrics()
     events = Events(metrics)
     responder = Responder(pages=Pages(), events=events)
@@ -161,6 +164,7 @@ def create_app(
                     clock=clock,
                     limiter=limiter,
                     events=events,
+                    subscribers=subscribers,
                 ),
                 auth=session_auth,
                 proxy=ApiProxy(
@@ -169,6 +173,9 @@ def create_app(
                 clock=clock,
                 metrics=metrics,
                 responder=responder,
+                events=events,
+                subscribers=subscribers,
+                index=sessions.index,
             )
             yield {"services": services}
         finally:
@@ -201,7 +208,10 @@ def create_app(
         routers.append(demo.router)
     for router in routers:
         app.include_router(router)
-    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]  # FastAPI's hook
+    # The admin API is served on the admin listener only, and documented on its own.
+    app.include_router(admin.router, include_in_schema=False)
+    documented = [route for router in routers for route in router.routes]
+    app.openapi = lambda: openapi_document(app, documented)  # type: ignore[method-assign]  # FastAPI's hook
 
     # FastAPI's own errors leave the same way as ours.
     @app.exception_handler(BffError)
@@ -227,12 +237,13 @@ def create_app(
         layer = Edge(
             inner,
             classify=Classifier(settings, cookies, Redactor(client_secrets(settings))),
+            listeners=Listeners(settings),
             plain_http=PlainHttp(settings),
             browser=BrowserPolicy(settings, on_reject=events.rejected),
             max_body=settings.max_body_bytes,
             responder=responder,
             access_log=access_log or AccessLog(),
-            routes=[route for router in routers for route in router.routes],
+            routes=[route for router in (*routers, admin.router) for route in router.routes],
         )
         # X-Forwarded-For/-Proto are believed only from BFF_TRUSTED_PROXIES, before anything
         # reads the scheme or the client address.

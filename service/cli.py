@@ -8,16 +8,17 @@ import gc
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
-from pydantic import ValidationError
 
-from .config import Settings, config_problems, generate_key
+from .config import Problem, Settings, generate_key, load_settings
 
 GC_THRESHOLDS = (20_000, 50, 100)
 
@@ -61,51 +62,125 @@ def _metrics_dir(workers: int) -> str | None:
     return directory
 
 
-def _print_validation(exc: ValidationError) -> None:
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ())) or "settings"
-        print(f"FATAL {where}: {err.get('msg')}", file=sys.stderr)
-
-
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Print every configuration problem; exit 1 when one is fatal."""
+    """Print every configuration problem, one line each; exit 1 when one is fatal."""
     if args.generate_key:
         print(generate_key())
         return 0
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        _print_validation(exc)
-        return 1
-    problems = config_problems(settings)
-    for p in problems:
-        print(f"{'FATAL' if p.fatal else 'WARN '} {p.message}")
-    if not problems:
+    settings, problems = load_settings()
+    for problem in problems:
+        print(problem)
+    if settings is not None and not problems:
         print(f"ok: {len(settings.apps)} app(s), env={settings.env}")
-    return 1 if any(p.fatal for p in problems) else 0
+    return 1 if settings is None or any(p.fatal for p in problems) else 0
 
 
 def cmd_openapi(args: argparse.Namespace) -> int:
-    """Print the OpenAPI spec (the same one the running service serves at /openapi.json)."""
+    """Print the OpenAPI spec (the same one the running service serves at /openapi.json), or
+    with --admin the admin API's."""
     from .app import create_app
+    from .openapi import admin_document
 
     # Defaults only (no environment): the spec is the same wherever it is printed.
     settings = Settings.model_construct(env="development")
-    spec = create_app(settings).openapi()
+    app = create_app(settings)
+    spec = admin_document(app) if args.admin else app.openapi()
     print(json.dumps(spec, indent=2, sort_keys=True))
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Production server: uvicorn with uvloop/httptools; settings from the environment."""
-    try:
-        from .app import prepared
-
-        settings = prepared(Settings())
-    except (ValidationError, ValueError) as exc:
-        print(f"refusing to start: {exc}", file=sys.stderr)
-        print("run `line-auth-bff check-config` for the full list", file=sys.stderr)
+def cmd_sessions(args: argparse.Namespace) -> int:
+    """List or revoke live sessions, straight in Redis (the admin API's operations)."""
+    settings, problems = load_settings()
+    fatal = [p for p in problems if p.fatal]
+    for problem in fatal:
+        print(problem, file=sys.stderr)
+    if settings is None or fatal:
         return 2
+    if args.action == "revoke" and not (args.ref or args.app or args.subscriber):
+        print("FATAL sessions revoke: name --ref, --app or --subscriber", file=sys.stderr)
+        return 2
+    if args.app and args.app not in settings.apps:
+        print(f"FATAL --app {args.app}: no such app is configured", file=sys.stderr)
+        return 2
+    from .errors import BffError
+
+    try:
+        return asyncio.run(_sessions(args, settings))
+    except BffError as exc:
+        print(f"FATAL {exc.title}: {exc.detail or exc.code}", file=sys.stderr)
+        return 1
+
+
+async def _sessions(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from .events import Events
+    from .metrics import Metrics
+    from .redis import create_redis
+    from .session_index import SessionIndex, SubscriberHash
+
+    redis, close = create_redis(settings)
+    try:
+        index = SessionIndex(
+            redis,
+            prefix=settings.redis_key_prefix,
+            max_seconds=settings.session_max_seconds,
+            clock=time.time,
+        )
+        hashes = SubscriberHash(settings.keys()).all(args.subscriber) if args.subscriber else []
+        apps = [args.app] if args.app else list(settings.apps)
+        if args.ref:
+            entry = await index.by_ref(args.ref)
+            entries = [entry] if entry else []
+        else:
+            entries = await index.live(apps=apps, subscribers=hashes, app=args.app)
+        if args.action == "list":
+            for e in entries:
+                created = datetime.fromtimestamp(e.created_at, UTC).isoformat(timespec="seconds")
+                ends = datetime.fromtimestamp(e.ends_at, UTC).isoformat(timespec="seconds")
+                print(
+                    json.dumps(
+                        {
+                            "ref": e.ref,
+                            "app": e.app,
+                            "via": e.via,
+                            "created_at": created,
+                            "expires_at": ends,
+                        }
+                    )
+                )
+            return 0
+        revoked = await index.revoke(entries)
+        Events(Metrics()).revoked(
+            by="cli",
+            revoked=revoked,
+            app=args.app,
+            subscriber=hashes[0] if hashes else None,
+            session_ref=args.ref,
+        )
+        print(json.dumps({"revoked": revoked}))
+        return 0
+    finally:
+        await close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Production server: uvicorn with uvloop/httptools; settings from the environment. A
+    fatal problem is one line on stderr, and exit status 2: never a traceback."""
+    from .app import prepared
+
+    settings, problems = load_settings()
+    if settings is not None and settings.admin.address and settings.admin.port == args.port:
+        problems.append(
+            Problem(f"BFF_ADMIN__ADDRESS {settings.admin.address}: the public port too", True)
+        )
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if settings is None or any(p.fatal for p in problems):
+        print("refusing to start (line-auth-bff check-config lists the same)", file=sys.stderr)
+        return 2
+    settings = prepared(settings)
     made = _metrics_dir(args.workers)
     try:
         _run(args, settings)
@@ -116,9 +191,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> None:
+    """uvicorn, as `uvicorn.run` would run it, on two sockets: the public port and the admin
+    listener (every worker serves both; the app tells them apart by the local port)."""
+    from uvicorn.supervisors import Multiprocess
+
     from .limits import PROTOCOLS
 
-    uvicorn.run(
+    config = uvicorn.Config(
         "service.cli:factory",
         factory=True,
         host=args.host,
@@ -132,8 +211,24 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         server_header=False,
         timeout_graceful_shutdown=20,
         log_config=None,  # the factory routes uvicorn's loggers through ours
-        access_log=False,  # AccessLog writes one line per request, with its request id
+        access_log=False,  # the edge writes one line per request, with its request id
     )
+    sockets = [config.bind_socket()]
+    if settings.admin.address:
+        sockets.append(_bind(settings.admin.host, settings.admin.port))
+    server = uvicorn.Server(config)
+    if config.workers > 1:
+        Multiprocess(config, sockets=sockets).run()
+    else:
+        server.run(sockets=sockets)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -184,7 +279,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.set_defaults(func=cmd_check_config)
 
     openapi = sub.add_parser("openapi", help="print the OpenAPI spec")
+    openapi.add_argument("--admin", action="store_true", help="the admin API's spec instead")
     openapi.set_defaults(func=cmd_openapi)
+
+    sessions = sub.add_parser("sessions", help="list or revoke live sessions (in Redis)")
+    sessions.add_argument("action", choices=("list", "revoke"))
+    sessions.add_argument("--app", help="an app id")
+    sessions.add_argument("--subscriber", help="an MSISDN, as Mobile User Info reports it")
+    sessions.add_argument("--ref", help="one session's reference (from `sessions list`)")
+    sessions.set_defaults(func=cmd_sessions)
 
     args = parser.parse_args(argv)
     code: int = args.func(args)

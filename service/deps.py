@@ -13,11 +13,13 @@ from starlette.requests import Request
 from .clock import Clock
 from .config import Settings
 from .cookies import Cookies
+from .events import Events
 from .flow import LoginFlow
 from .metrics import Metrics
 from .proxy import ApiProxy
 from .request import SCOPE_KEY, RequestScope
 from .respond import Responder
+from .session_index import SessionIndex, SubscriberHash
 from .sessions import SessionAuth
 
 
@@ -34,6 +36,9 @@ class Services:
     clock: Clock
     metrics: Metrics
     responder: Responder
+    events: Events
+    subscribers: SubscriberHash
+    index: SessionIndex
 
 
 async def get_services(request: Request) -> Services:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
+import sys
 
 import uvicorn
 
 from .app import client_secrets, create_app
 from .config import Settings
+from .crypto import new_token
 from .embedded import EmbeddedRedis
 from .limits import PROTOCOLS
 from .logs.setup import configure_logging
@@ -26,6 +29,8 @@ def dev_settings(port: int, redis_url: str | None, host: str = "localhost") -> S
         "env": "development",
         "public_url": public,
         "telenor": {"base_url": f"http://{host}:{port + 1}"},
+        # The admin listener on port+2, with a token of this run's own (printed).
+        "admin": {"address": f"127.0.0.1:{port + 2}", "tokens": f"dev:{new_token(18)}"},
     }
     if redis_url:
         overrides["redis_url"] = redis_url
@@ -51,6 +56,14 @@ def dev_settings(port: int, redis_url: str | None, host: str = "localhost") -> S
 
 
 async def run_dev(port: int, host: str = "127.0.0.1") -> int:
+    busy = [p for p in (port, port + 1, port + 2) if not _free(host, p)]
+    if busy:
+        print(
+            f"FATAL port {busy[0]} on {host} is in use: dev needs {port}, {port + 1} (sandbox) "
+            f"and {port + 2} (admin); try ./scripts/dev --port {port + 100}",
+            file=sys.stderr,
+        )
+        return 2
     redis: EmbeddedRedis | None = None
     redis_url = os.environ.get("BFF_REDIS_URL")
     if not redis_url:
@@ -60,6 +73,8 @@ async def run_dev(port: int, host: str = "127.0.0.1") -> int:
         settings = dev_settings(port, redis_url)
         access_log = configure_logging("human", settings.log_level, client_secrets(settings))
         sandbox = Sandbox(settings)
+        admin = f"http://{settings.admin.address}/admin/sessions"
+        token = next(iter(settings.admin.tokens_by_name().values()))
         servers = [
             uvicorn.Server(
                 uvicorn.Config(
@@ -84,14 +99,32 @@ async def run_dev(port: int, host: str = "127.0.0.1") -> int:
             f"  demo page      {settings.public_url}/demo\n"
             f"  BFF            {settings.public_url}\n"
             f"  OpenAPI        {settings.public_url}/openapi.json\n"
-            f"  Telenor sandbox http://localhost:{port + 1}/\n"
+            f"  sandbox        http://localhost:{port + 1}/\n"
+            f"  admin          {admin}  (Authorization: Bearer {token})\n"
             f"  Redis          {'embedded ' if redis else ''}{redis_url}\n"
             f"Ctrl-C stops everything.",
             flush=True,
         )
+        sockets = [_bind(host, port), _bind("127.0.0.1", port + 2)]
         with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
-            await asyncio.gather(*(s.serve() for s in servers))
+            await asyncio.gather(servers[0].serve(sockets=sockets), servers[1].serve())
     finally:
         if redis is not None:
             redis.close()
     return 0
+
+
+def _free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock

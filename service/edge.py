@@ -3,7 +3,8 @@
 In order, for each request:
 
 1. classify it into a `RequestScope` (`request.py`), kept in `scope["bff"]`;
-2. the plain-http rule (`plain_http.py`): pass, redirect to https, or refuse;
+2. which listener may serve it (`listeners.py`), then on the public listener the plain-http
+   rule (`plain_http.py`): pass, redirect to https, or refuse;
 3. for a guarded request, CORS and CSRF (`cors.py`): a preflight is answered here;
 4. the body limit (`limits.py`), before anything reads a body;
 5. a proxied GET (`proxy_routes.py`) is answered here by the proxy, with no framework around
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .cors import BrowserPolicy
 from .errors import BffError
 from .limits import read_body
+from .listeners import Listeners
 from .logs import request_id
 from .logs.access import AccessLog
 from .plain_http import PlainHttp, Redirect
@@ -44,6 +46,7 @@ class Edge:
         app: ASGIApp,
         *,
         classify: Classifier,
+        listeners: Listeners,
         plain_http: PlainHttp,
         browser: BrowserPolicy,
         max_body: int,
@@ -53,6 +56,7 @@ class Edge:
     ) -> None:
         self.app = app
         self._classify = classify
+        self._listeners = listeners
         self._plain_http = plain_http if plain_http.active else None
         self._browser = browser
         self._max_body = max_body
@@ -127,7 +131,8 @@ class Edge:
 
     async def _handle(self, req: RequestScope, scope: Scope, receive: Receive, send: Send) -> None:
         """Steps 2 to 5; a refusal is raised as a `BffError`."""
-        if self._plain_http is not None:
+        self._listeners.check(req)
+        if self._plain_http is not None and req.listener == "public":
             redirect = self._plain_http.check(req, scope)
             if redirect is not None:
                 await _redirect(redirect, send)

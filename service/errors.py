@@ -41,6 +41,7 @@ CATALOG: dict[str, tuple[int, str]] = {
     "store_unavailable": (503, "The session store is unavailable"),
     "not_ready": (503, "A dependency is not answering"),
     "internal": (500, "Internal error"),
+    "admin_unauthorized": (401, "A valid admin token is required"),
     # Browser-flow outcomes (rendered as pages; listed so their statuses live in one place).
     "access_denied": (403, "You declined"),
     "telenor_error": (400, "Telenor reported an error"),

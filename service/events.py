@@ -29,13 +29,38 @@ class Events:
         self.metrics.login_started.labels(app, mode).inc()
         event("login started", app=app, mode=mode)
 
-    def login_completed(self, app: str, mode: str) -> None:
+    def login_completed(
+        self,
+        app: str,
+        mode: str,
+        *,
+        subscriber: str | None = None,
+        session_ref: str | None = None,
+        client: str | None = None,
+    ) -> None:
         self.metrics.login_completed.labels(app, mode).inc()
-        event("login completed", app=app, mode=mode)
+        event(
+            "login completed",
+            app=app,
+            mode=mode,
+            audit="login",
+            outcome="completed",
+            subscriber=subscriber,
+            session=session_ref,
+            client=client,
+        )
 
-    def login_failed(self, app: str, reason: str) -> None:
+    def login_failed(self, app: str, reason: str, *, client: str | None = None) -> None:
         self.metrics.login_failed.labels(app, reason).inc()
-        event("login failed", logging.WARNING, app=app, reason=reason)
+        event(
+            "login failed",
+            logging.WARNING,
+            app=app,
+            reason=reason,
+            audit="login",
+            outcome=reason,
+            client=client,
+        )
 
     def token_exchange(self, app: str, outcome: str, seconds: float) -> None:
         self.metrics.token_exchange.labels(app, outcome).observe(seconds)
@@ -45,9 +70,64 @@ class Events:
         level = logging.INFO if outcome == "ok" else logging.WARNING
         event("token refresh", level, app=app, outcome=outcome)
 
-    def logout(self, app: str, via: str) -> None:
+    def logout(
+        self,
+        app: str,
+        via: str,
+        *,
+        subscriber: str | None = None,
+        session_ref: str | None = None,
+        client: str | None = None,
+    ) -> None:
         self.metrics.logouts.labels(app).inc()
-        event("logout", app=app, via=via)
+        event(
+            "logout",
+            app=app,
+            via=via,
+            audit="logout",
+            outcome="ended",
+            subscriber=subscriber,
+            session=session_ref,
+            client=client,
+        )
+
+    def revoked(
+        self,
+        *,
+        by: str,
+        revoked: int,
+        app: str | None = None,
+        subscriber: str | None = None,
+        session_ref: str | None = None,
+        client: str | None = None,
+    ) -> None:
+        """Sessions ended by an operator (`by` is the admin token's name) or by their user."""
+        self.metrics.revocations.labels(app or "*").inc(revoked)
+        event(
+            "sessions revoked",
+            audit="revocation",
+            by=by,
+            outcome=f"revoked {revoked}",
+            app=app,
+            subscriber=subscriber,
+            session=session_ref,
+            client=client,
+        )
+
+    def admin_call(
+        self, *, by: str | None, method: str, route: str, status: int, client: str | None
+    ) -> None:
+        """Every call to the admin API, allowed or not (`by` is None without a valid token)."""
+        event(
+            "admin call",
+            logging.INFO if status < 400 else logging.WARNING,
+            audit="admin",
+            by=by,
+            method=method,
+            route=route,
+            outcome=str(status),
+            client=client,
+        )
 
     def rejected(self, app: str, reason: str) -> None:
         self.metrics.browser_rejections.labels(app, reason).inc()

@@ -21,7 +21,8 @@ from .events import Events
 from .ratelimit import RateLimiter, address_bucket
 from .request import RequestScope
 from .return_urls import ReturnUrlPolicy, with_query
-from .stores import Handoff, HandoffStore, LoginState, SessionStore, StateStore
+from .session_index import SubscriberHash
+from .stores import Handoff, HandoffStore, LoginState, Session, SessionStore, StateStore
 from .telenor import Telenor, TokenError
 
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -112,6 +113,7 @@ class Started:
 class Finished:
     redirect_to: str
     mode: str
+    session: Session
     session_id: str | None = None  # cookie mode only
     max_age: int = 0
 
@@ -130,9 +132,11 @@ class LoginFlow:
         clock: Clock,
         limiter: RateLimiter,
         events: Events,
+        subscribers: SubscriberHash,
     ) -> None:
         self._limiter = limiter
         self._events = events
+        self._subscribers = subscribers
         self._settings = settings
         self._states = states
         self._sessions = sessions
@@ -155,6 +159,10 @@ class LoginFlow:
         challenge: str | None = None,
     ) -> Flow:
         cfg = self.app(app_id)
+        if return_to is None:  # (a callback whose state is gone: "try again" needs somewhere)
+            return_to = next(
+                (u for u in cfg.return_urls if u.startswith(("https:", "http:"))), None
+            )
         return Flow(app_id, cfg.display_name or app_id, return_to, mode, challenge)
 
     def check_start(self, start: LoginStart) -> tuple[AppConfig, str, str]:
@@ -242,7 +250,11 @@ class LoginFlow:
         await self._telenor.logout(access_token)
 
     async def finish(
-        self, app_id: str, params: Mapping[str, str], binding_cookie: str | None
+        self,
+        app_id: str,
+        params: Mapping[str, str],
+        binding_cookie: str | None,
+        client: str | None = None,
     ) -> Finished:
         """Validate the callback, redeem the code, create the session; raise BffError otherwise."""
         cfg = self.app(app_id)
@@ -250,9 +262,15 @@ class LoginFlow:
         try:
             finished = await self._finish(app_id, cfg, params, binding.logins if binding else ())
         except BffError as exc:
-            self._events.login_failed(app_id, exc.code)
+            self._events.login_failed(app_id, exc.code, client=client)
             raise
-        self._events.login_completed(app_id, finished.mode)
+        self._events.login_completed(
+            app_id,
+            finished.mode,
+            subscriber=finished.session.subscriber,
+            session_ref=finished.session.ref or None,
+            client=client,
+        )
         return finished
 
     async def _finish(
@@ -292,17 +310,21 @@ class LoginFlow:
             self._events.token_exchange(app_id, "unavailable", time.perf_counter() - started)
             raise BffError("telenor_unavailable", status=exc.status, flow=flow) from None
         self._events.token_exchange(app_id, "ok", time.perf_counter() - started)
+        subscriber = None
+        if cfg.subscriber_index:  # one Mobile User Info call, to revoke by subscriber later
+            msisdn = await self._telenor.msisdn(tokens.access_token)
+            subscriber = self._subscribers(msisdn) if msisdn else None
         session = self._sessions.new(
-            app_id, tokens.access_token, tokens.expires_in, tokens.refresh_token
+            app_id, tokens.access_token, tokens.expires_in, tokens.refresh_token, subscriber
         )
         if state.mode == "handoff":
             assert state.client_challenge is not None
             handoff = await self._handoffs.issue(
                 Handoff(app_id, state.client_challenge, asdict(session))
             )
-            return Finished(with_query(state.return_to, handoff=handoff), "handoff")
-        session_id, ttl = await self._sessions.create(session)
-        return Finished(state.return_to, "cookie", session_id, ttl)
+            return Finished(with_query(state.return_to, handoff=handoff), "handoff", session)
+        session_id, ttl, stored = await self._sessions.create(session)
+        return Finished(state.return_to, "cookie", stored, session_id, ttl)
 
 
 def _safe(text: str | None) -> str | None:

@@ -65,6 +65,12 @@ class Metrics:
             "bff_token_refresh", "Access-token refreshes by outcome", ["app", "outcome"], registry=r
         )
         self.logouts = Counter("bff_logout", "Sessions ended by logout", ["app"], registry=r)
+        self.revocations = Counter(
+            "bff_sessions_revoked",
+            "Sessions ended by revocation (admin API, CLI, or a user's sign-out everywhere)",
+            ["app"],
+            registry=r,
+        )
         self.proxied = Counter(
             "bff_proxy_requests",
             "Proxied Telenor API calls by upstream path and status class (or timeout/unreachable)",

@@ -41,6 +41,38 @@ class HandoffResponse(BaseModel):
     expires_in: int
 
 
+class RevokeAllResponse(BaseModel):
+    revoked: int = Field(description="How many of the subscriber's sessions in this app ended")
+
+
+class AdminSession(BaseModel):
+    """A live session as the admin API lists it: never its id or its Redis key."""
+
+    ref: str = Field(description="Opaque reference, for DELETE /admin/sessions/{ref}")
+    app: str
+    via: Literal["cookie", "bearer"]
+    created_at: str = Field(description="ISO 8601 UTC")
+    expires_at: str = Field(description="ISO 8601 UTC: when it ends unless revoked")
+
+
+class AdminSessions(BaseModel):
+    sessions: list[AdminSession]
+    truncated: bool = Field(description="More sessions matched than `limit`")
+
+
+class RevocationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app: str | None = Field(default=None, description="An app id: its sessions")
+    subscriber: str | None = Field(
+        default=None, max_length=32, description="An MSISDN as Mobile User Info reports it"
+    )
+
+
+class RevocationResult(BaseModel):
+    revoked: int
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details."""
 

@@ -6,15 +6,18 @@ built here from their one declaration (`proxy_routes.PROXIED_ROUTES`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
 from .models import Problem
 from .proxy_routes import PROXIED_ROUTES, ProxiedRoute
 
+ADMIN_LISTENER = frozenset({"/metrics"})
 # What a proxied call can answer besides 200: the problems of `errors.CATALOG` it can meet.
 PROXIED_PROBLEMS = {
     "401": "Not signed in, the session has ended, or X-CSRF is missing with a cookie",
@@ -27,20 +30,36 @@ PROXIED_PROBLEMS = {
 }
 
 
-def openapi_document(app: FastAPI) -> dict[str, Any]:
-    """The document `/openapi.json` serves (built once)."""
+def openapi_document(app: FastAPI, routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    """The document `/openapi.json` serves (built once), of `routes` (the public routers')."""
     if app.openapi_schema is None:
         spec = get_openapi(
             title=app.title,
             version=app.version,
             description=app.description,
-            routes=app.routes,
+            # /metrics is the admin listener's (in production): in the admin document.
+            routes=[r for r in routes if getattr(r, "path", "") not in ADMIN_LISTENER],
         )
         schemas = spec.setdefault("components", {}).setdefault("schemas", {})
         for route in PROXIED_ROUTES:
             spec["paths"][route.openapi_path] = {"get": _operation(route, schemas)}
         app.openapi_schema = spec
     return app.openapi_schema
+
+
+def admin_document(app: FastAPI) -> dict[str, Any]:
+    """The admin API's own document (the admin listener serves it at /admin/openapi.json)."""
+    from .routes import admin, ops
+
+    return get_openapi(
+        title="Line Auth BFF admin API",
+        version=app.version,
+        description=(
+            "On the admin listener (BFF_ADMIN__ADDRESS) only. Every call needs "
+            "`Authorization: Bearer <token>` with a token of BFF_ADMIN__TOKENS."
+        ),
+        routes=[*ops.router.routes, *admin.router.routes],
+    )
 
 
 def _operation(route: ProxiedRoute, schemas: dict[str, Any]) -> dict[str, Any]:

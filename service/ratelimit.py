@@ -135,7 +135,7 @@ class RateLimiter:
             except NoScriptError:  # a restarted or new Redis: EVAL caches the script again
                 blob, count = await run("EVAL", _READ_AND_COUNT, *args)
         except REDIS_FAILURES as exc:
-            raise unavailable() from exc
+            raise unavailable(exc) from exc
         if blob is not None:
             self._enforce(kind, int(count))
         return as_bytes(blob)

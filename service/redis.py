@@ -3,6 +3,9 @@ with explicit timeouts), and what its failures mean to a request (503 with Retry
 
 from __future__ import annotations
 
+import logging
+import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -10,7 +13,15 @@ from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    ClusterDownError,
+    ReadOnlyError,
+    RedisError,
+    SlotNotCoveredError,
+)
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .config import Settings
 from .errors import BffError
@@ -18,9 +29,50 @@ from .errors import BffError
 RETRY_AFTER = "2"
 # Any Redis failure: down, timeout, cluster reshuffle.
 REDIS_FAILURES = (TimeoutError, RedisError, OSError)
+LOG_EVERY = 10.0  # seconds between two log lines of one failure class, per process
+log = logging.getLogger("line_auth_bff")
+_logged: dict[str, float] = {}
 
 
-def unavailable() -> BffError:
+def failure_class(exc: BaseException) -> str:
+    """Why Redis failed, in words an operator can act on: a wrong password must not look
+    like a stopped server."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(chain) < 8:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    text = " ".join(str(e) for e in chain).upper()
+    if any(isinstance(e, ssl.SSLError) for e in chain):
+        return "tls failure"
+    if any(isinstance(e, AuthenticationError | AuthorizationError) for e in chain) or (
+        "NOAUTH" in text or "WRONGPASS" in text
+    ):
+        return "authentication failed"
+    if any(isinstance(e, ReadOnlyError) for e in chain) or "READONLY" in text:
+        return "read-only (a replica)"
+    if any(isinstance(e, ClusterDownError | SlotNotCoveredError) for e in chain) or (
+        "CLUSTERDOWN" in text
+    ):
+        return "cluster down"
+    if any(isinstance(e, TimeoutError | RedisTimeoutError) for e in chain):
+        return "timeout"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "REFUSED" in text:
+        return "connection refused"
+    return "unavailable"
+
+
+def unavailable(exc: BaseException | None = None) -> BffError:
+    """The 503 a request gets when Redis fails; the cause is logged by class (at most once
+    every `LOG_EVERY` seconds per class)."""
+    if exc is not None:
+        cause = failure_class(exc)
+        now = time.monotonic()
+        if now - _logged.get(cause, -LOG_EVERY) >= LOG_EVERY:
+            _logged[cause] = now
+            log.error(
+                "redis failed", extra={"fields": {"cause": cause, "error": type(exc).__name__}}
+            )
     return BffError("store_unavailable", "Try again shortly.", headers={"Retry-After": RETRY_AFTER})
 
 
@@ -30,7 +82,7 @@ async def redis_errors() -> AsyncIterator[None]:
     try:
         yield
     except REDIS_FAILURES as exc:
-        raise unavailable() from exc
+        raise unavailable(exc) from exc
 
 
 def as_bytes(value: bytes | str | None) -> bytes | None:

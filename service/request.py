@@ -59,6 +59,7 @@ class RequestScope(NamedTuple):
 
     method: str
     path: str
+    listener: Literal["public", "admin"]  # which socket it came in on
     scheme: str
     client: str | None
     request_id: str
@@ -94,6 +95,7 @@ class Classifier:
         }
         self._routes = {route.name: route for route in PROXIED_ROUTES}
         self._redactor = redactor
+        self._admin_port = settings.admin.port or None  # (no admin listener: no port matches)
 
     def __call__(self, scope: Scope) -> RequestScope:
         method: str = scope["method"]
@@ -145,9 +147,11 @@ class Classifier:
                 credential = Credential("cookie", session)
 
         client = scope.get("client")
+        server = scope.get("server")
         return RequestScope(
             method=method,
             path=path,
+            listener="admin" if server and server[1] == self._admin_port else "public",
             scheme=scope.get("scheme", "http"),
             client=client[0] if client else None,
             request_id=self._request_id(rid),

@@ -179,7 +179,8 @@ class SessionAuth:
         session = Session(**handoff.session)
         if not session.live(self._clock()):
             raise BffError("handoff_invalid", "The login behind this code has already ended.")
-        return await self._sessions.create(session)
+        token, ttl, _ = await self._sessions.create(session, via="bearer")
+        return token, ttl
 
     async def logout(self, req: RequestScope) -> Session | None:
         """End the caller's session; the ended session (for Telenor's logout) or None."""
@@ -190,5 +191,37 @@ class SessionAuth:
         if caller is None:
             return None
         await self._sessions.delete_key(caller.key)
-        self._events.logout(req.app, caller.via)
-        return caller.session
+        session = caller.session
+        self._events.logout(
+            req.app,
+            caller.via,
+            subscriber=session.subscriber,
+            session_ref=session.ref or None,
+            client=req.client,
+        )
+        return session
+
+    async def revoke_all(self, req: RequestScope, app: AppConfig) -> int:
+        """End every session of the caller's subscriber in this app ("sign out on all my
+        devices"), the caller's own included; how many ended."""
+        caller = await self.current(req, app)
+        if caller is None or req.app is None:
+            raise BffError("not_authenticated", "Sign in first.")
+        subscriber = caller.session.subscriber
+        index = self._sessions.index
+        entries = (
+            await index.live(apps=(), subscribers=[subscriber], app=req.app) if subscriber else []
+        )
+        revoked = await index.revoke(entries)
+        if not any(entry.key == caller.key for entry in entries):
+            await self._sessions.delete_key(caller.key)  # (not indexed by subscriber)
+            revoked += 1
+        self._events.revoked(
+            by="user",
+            revoked=revoked,
+            app=req.app,
+            subscriber=subscriber,
+            session_ref=caller.session.ref or None,
+            client=req.client,
+        )
+        return revoked

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
@@ -16,6 +16,7 @@ from redis.asyncio import Redis, RedisCluster
 from .clock import Clock
 from .crypto import Cipher, digest, new_token
 from .redis import as_bytes, redis_errors
+from .session_index import Entry, SessionIndex
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ class Session:
     expires_at: float  # access-token expiry (epoch seconds)
     ends_at: float  # absolute end of the session
     refresh_token: str | None = None
+    ref: str = ""  # the opaque reference operators see (never the id or its key)
+    via: str = "cookie"  # how it authenticates: "cookie" or "bearer"
+    created_at: float = 0.0
+    subscriber: str | None = None  # the keyed hash of its MSISDN, when the login learnt it
 
     @property
     def ends(self) -> float:
@@ -118,6 +123,7 @@ class SessionStore:
         self._clock = clock
         self._opened: dict[tuple[str, bytes], Session] = {}
         self._keys: dict[str, str] = {}
+        self.index = SessionIndex(redis, prefix=prefix, max_seconds=max_seconds, clock=clock)
 
     def key(self, session_id: str) -> str:
         """`{prefix}session:{<sha256>}`: the braces are a Cluster hash tag, so the session's
@@ -142,22 +148,45 @@ class SessionStore:
         plain = self._cipher.open(blob, key)
         return Session(**json.loads(plain)) if plain else None
 
-    def new(self, app: str, access_token: str, expires_in: int, refresh: str | None) -> Session:
+    def new(
+        self,
+        app: str,
+        access_token: str,
+        expires_in: int,
+        refresh: str | None,
+        subscriber: str | None = None,
+    ) -> Session:
         now = self._clock()
-        return Session(app, access_token, now + expires_in, now + self._max, refresh)
+        return Session(
+            app,
+            access_token,
+            now + expires_in,
+            now + self._max,
+            refresh,
+            created_at=now,
+            subscriber=subscriber,
+        )
 
     def ttl(self, session: Session) -> int:
         """Seconds Redis keeps the record: until the session ends."""
         return max(1, int(session.ends - self._clock()))
 
-    async def create(self, session: Session) -> tuple[str, int]:
-        """Store a session under a brand-new id (no fixation); returns (id, ttl)."""
+    async def create(self, session: Session, via: str = "cookie") -> tuple[str, int, Session]:
+        """Store a session under a brand-new id (no fixation) and list it in the index (one
+        pipeline); returns (id, ttl, the session as stored)."""
         session_id = new_token(32)
+        session = replace(session, ref=new_token(16), via=via)
         ttl = self.ttl(session)
         key = self.key(session_id)
+        entry = Entry(
+            session.ref, key, session.app, via, session.created_at, session.ends, session.subscriber
+        )
         async with redis_errors():
-            await self._redis.set(key, self.seal(session, key), ex=ttl)
-        return session_id, ttl
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(key, self.seal(session, key), ex=ttl)
+            self.index.add_to(pipe, entry, ttl)
+            await pipe.execute()
+        return session_id, ttl, session
 
     def decode(self, blob: bytes | None, key: str) -> Session | None:
         """A live session from a stored record, or None (missing, undecryptable, ended)."""
@@ -174,8 +203,10 @@ class SessionStore:
         return session if session.live(self._clock()) else None
 
     async def replace(self, key: str, session: Session) -> None:
+        """Re-seal a session (a refresh), only if it is still there: a revocation while the
+        refresh was on its way must stand."""
         async with redis_errors():
-            await self._redis.set(key, self.seal(session, key), ex=self.ttl(session))
+            await self._redis.set(key, self.seal(session, key), ex=self.ttl(session), xx=True)
 
     async def delete_key(self, key: str) -> None:
         async with redis_errors():

@@ -209,6 +209,21 @@ class Telenor:
             app, {"grant_type": "refresh_token", "refresh_token": refresh_token}
         )
 
+    async def msisdn(self, access_token: str) -> str | None:
+        """The subscriber's number as Mobile User Info reports it, or None (any failure: the
+        login goes on without it)."""
+        url = f"{self.api_base}/user-info/v1/users"
+        headers = _with_request_id({"Authorization": f"Bearer {access_token}"})
+        try:
+            async with self.api.get(url, headers=headers, allow_redirects=False) as up:
+                if up.status != 200:
+                    return None
+                body = json.loads(await read_capped(up.content.iter_any(), self.max_body))
+        except (aiohttp.ClientError, TimeoutError, BodyTooLarge, ValueError, RecursionError):
+            return None
+        number = body.get("mobileNumber") if isinstance(body, dict) else None
+        return number if isinstance(number, str) and number.strip() else None
+
     async def logout(self, access_token: str) -> None:
         """Best effort: a slow or failing Telenor never blocks the local logout."""
         with contextlib.suppress(httpx.HTTPError):

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from service.app import create_app
 from service.config import Settings, generate_key
 from service.sandbox import Sandbox
-from tests.support.browser import BFF, new_browser, running
+from tests.support.browser import ADMIN_TOKEN, BFF, new_browser, running
 from tests.support.servers import Clock, EmbeddedRedis, ThreadedServer, shared_redis
 
 KEYS = generate_key()
@@ -55,6 +55,7 @@ def make_settings(redis_url: str, prefix: str, telenor_url: str, **overrides: An
         "telenor": {"base_url": telenor_url, "timeout_seconds": 1.5, "logout_timeout_seconds": 1},
         "apps": APPS,
         "sandbox": {"hang_seconds": 4},
+        "admin": {"address": "127.0.0.1:9100", "tokens": f"ops:{ADMIN_TOKEN}"},
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

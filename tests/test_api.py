@@ -17,9 +17,10 @@ CSRF = {"X-CSRF": "1"}
 
 
 @pytest.fixture
-async def signed_in(browser: httpx.AsyncClient) -> httpx.AsyncClient:
+async def signed_in(browser: httpx.AsyncClient, sandbox) -> httpx.AsyncClient:  # type: ignore[no-untyped-def]
     walk = await walk_login(browser, msisdn="4790000002")
     assert walk.final.status_code == 302
+    sandbox.requests.clear()  # (the login asked Mobile User Info for its subscriber)
     return browser
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 
 from service.app import ConfigError, create_app
 from service.config import Settings, config_problems, generate_key
+from service.config.checks import EXAMPLE_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_APP = {
@@ -146,9 +146,23 @@ def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
     )
 
 
-def test_check_config_passes_with_env_example(tmp_path):
-    """`.env.example` copied to `.env` is a configuration check-config accepts."""
-    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+def test_env_example_needs_only_its_key_and_secret_replaced(tmp_path):
+    """`.env.example` copied to `.env` fails on exactly its two placeholders (the example
+    session key, anyone's to read, and the client secret); with those replaced it passes."""
+    example = (ROOT / ".env.example").read_text()
+    (tmp_path / ".env").write_text(example)
+    result = _cli(["check-config"], tmp_path, {"PYTHONPATH": str(ROOT)})
+    fatal_lines = [line for line in result.stdout.splitlines() if line.startswith("FATAL")]
+    assert result.returncode == 1
+    assert len(fatal_lines) == 2, result.stdout
+    assert any(
+        line.startswith("FATAL BFF_SESSION_KEYS holds the example key") for line in fatal_lines
+    )
+    assert any(line.startswith("FATAL BFF_APPS__SHOP__CLIENT_SECRET") for line in fatal_lines)
+    mine = example.replace(EXAMPLE_KEY, generate_key()).replace(
+        "replace-with-the-secret-from-the-dashboard", "Glz2FV5XYOvAhFCE"
+    )
+    (tmp_path / ".env").write_text(mine)
     result = _cli(["check-config"], tmp_path, {"PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FATAL" not in result.stdout

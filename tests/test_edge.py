@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from service.errors import CATALOG
-from tests.support.browser import APP_ORIGIN, BFF, BFF_HTTP, bearer_session, walk_login
+from tests.support.browser import APP_ORIGIN, BFF, BFF_HTTP, bearer_session, scrape, walk_login
 from tests.test_observability import sample
 
 pytestmark = pytest.mark.usefixtures("sandbox")
@@ -48,9 +48,9 @@ ERRORS: dict[str, Request] = {
 @pytest.mark.parametrize("code", list(ERRORS))
 async def test_every_error_response_is_counted_once_by_its_code(bff, browser, code):
     await walk_login(browser)  # a cookie session: the CSRF refusal needs one
-    before = (await browser.get(f"{BFF}/metrics")).text
+    before = await scrape(browser)
     r = await ERRORS[code](browser)
-    after = (await browser.get(f"{BFF}/metrics")).text
+    after = await scrape(browser)
     assert r.status_code == CATALOG[code][0], r.text[:300]
     assert errors_of(after, code) - errors_of(before, code) == 1
     if r.headers["content-type"].startswith("application/problem+json"):
@@ -74,7 +74,7 @@ async def test_a_429_and_a_503_are_counted_too(make_bff, private_redis):
         assert api.status_code == 503
         ready = await browser.get(f"{BFF}/readyz")
         assert ready.status_code == 503
-        metrics = (await browser.get(f"{BFF}/metrics")).text
+        metrics = await scrape(browser)
     assert errors_of(metrics, "rate_limited") == 1
     assert errors_of(metrics, "store_unavailable") == 2
     assert errors_of(metrics, "not_ready") == 1

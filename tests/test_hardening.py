@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from service.crypto import digest
 from service.sandbox.app import LargeBody
 from tests.support.browser import APP_ORIGIN, BFF, BFF_HTTP, query, walk_login
 from tests.test_observability import sample
-from tests.test_serve import serve_env, start_serve, stop
+from tests.test_serve import admin_url, serve_env, start_serve, stop
 
 pytestmark = pytest.mark.usefixtures("sandbox")
 CSRF = {"X-CSRF": "1"}
@@ -163,7 +164,7 @@ async def test_no_page_on_the_bff_origin_loads_a_cdn_bundle(make_bff, env):
 
 
 @pytest.fixture(params=["httptools", "h11"], scope="module")
-def served(request, redis_url, sandbox_server, tmp_path_factory) -> Iterator[int]:  # type: ignore[no-untyped-def]
+def served(request, redis_url, sandbox_server, tmp_path_factory) -> Iterator[Served]:  # type: ignore[no-untyped-def]
     """`line-auth-bff serve` as a real process, with each HTTP implementation uvicorn has."""
     tmp = tmp_path_factory.mktemp(f"serve-{request.param}")
     env = serve_env(redis_url, "hardening:", sandbox_server[1], tmp)
@@ -174,9 +175,14 @@ def served(request, redis_url, sandbox_server, tmp_path_factory) -> Iterator[int
             while not _ready(client):
                 assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
                 time.sleep(0.05)
-        yield port
+        yield Served(port, admin_url(env))
     finally:
         stop(proc)
+
+
+class Served(NamedTuple):
+    port: int
+    admin: str  # the admin listener's URL
 
 
 def _ready(client: httpx.Client) -> bool:
@@ -239,7 +245,7 @@ def filler(total: int, piece: int = 65536) -> Iterator[bytes]:
 def test_a_huge_request_header_is_refused_with_431_before_it_is_read(served):
     """A 32 MiB header: 431 problem+json once the cap is passed, not after the whole header."""
     head = b"GET /healthz HTTP/1.1\r\nHost: bff.test\r\nX-Padding: "
-    response, sent = exchange(served, head, [*filler(32 * MiB), b"\r\n\r\n"])
+    response, sent = exchange(served.port, head, [*filler(32 * MiB), b"\r\n\r\n"])
     assert status_of(response) == 431, response[:200]
     assert b"application/problem+json" in response and b"header_too_large" in response
     assert sent < 4 * MiB  # the server stopped reading near its 32 KiB cap
@@ -249,12 +255,12 @@ def test_the_431_is_counted_like_every_error_response(served):
     """Answered by the HTTP protocol, before the app: still in bff_errors_total."""
 
     def count() -> float:
-        text = httpx.get(f"http://127.0.0.1:{served}/metrics").text
+        text = httpx.get(f"{served.admin}/metrics").text
         return sample(text, "bff_errors_total", code="header_too_large")
 
     before = count()
     head = b"GET /healthz HTTP/1.1\r\nHost: bff.test\r\nX-Padding: "
-    response, _ = exchange(served, head, [*filler(1 * MiB), b"\r\n\r\n"])
+    response, _ = exchange(served.port, head, [*filler(1 * MiB), b"\r\n\r\n"])
     assert status_of(response) == 431
     assert count() == before + 1
 
@@ -263,7 +269,7 @@ def test_blank_lines_before_the_request_line_do_not_get_past_the_header_cap(serv
     """Parsers skip blank lines before a request line; the cap must not take their CRLFs for
     the end of the head (httptools then read an 8 MiB header)."""
     head = b"\r\n\r\nGET /healthz HTTP/1.1\r\nHost: bff.test\r\nX-Padding: "
-    response, sent = exchange(served, head, [*filler(8 * MiB), b"\r\n\r\n"])
+    response, sent = exchange(served.port, head, [*filler(8 * MiB), b"\r\n\r\n"])
     assert status_of(response) in (400, 431), response[:200]  # (h11 refuses blank lines: 400)
     assert sent < 4 * MiB
 
@@ -275,7 +281,7 @@ def test_ordinary_headers_under_the_cap_are_served(served):
         + b"a" * (24 * 1024)
         + b"\r\nConnection: close\r\n\r\n"
     )
-    response, _ = exchange(served, head)
+    response, _ = exchange(served.port, head)
     assert status_of(response) == 200
 
 
@@ -285,7 +291,7 @@ START = b"POST /api/web/auth/start HTTP/1.1\r\nHost: bff.test\r\nX-Forwarded-Pro
 def test_an_announced_huge_body_is_refused_with_413_without_reading_it(served):
     """Content-Length: 20 MiB to a two-field endpoint: 413 at once, before a byte is sent."""
     head = START + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (20 * MiB)
-    response, sent = exchange(served, head)
+    response, sent = exchange(served.port, head)
     assert status_of(response) == 413 and b"body_too_large" in response
     assert sent == len(head)
 
@@ -294,7 +300,7 @@ def test_a_chunked_huge_body_is_refused_with_413_once_past_the_cap(served):
     """A chunked body never announces its size: the BFF stops reading past the cap."""
     head = START + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     chunks = (b"10000\r\n" + piece + b"\r\n" for piece in filler(20 * MiB))
-    response, sent = exchange(served, head, chunks)
+    response, sent = exchange(served.port, head, chunks)
     assert status_of(response) == 413 and b"body_too_large" in response
     assert sent < 4 * MiB
 
@@ -376,7 +382,7 @@ def test_the_https_redirect_never_leaves_the_public_origin(served, target):
     """Over plain http the BFF redirects to its public origin, never to a host the request
     target names."""
     head = b"GET " + target + b" HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
-    response, _ = exchange(served, head)
+    response, _ = exchange(served.port, head)
     location = next(
         (line for line in response.split(b"\r\n") if line.lower().startswith(b"location:")), b""
     )

@@ -21,7 +21,7 @@ from service.logs.handler import LineHandler
 from service.logs.redact import Redactor
 from service.sandbox.app import ForcedResponse
 from tests.conftest import SECRETS
-from tests.support.browser import APP_ORIGIN, BFF, query, walk_login, webview_login
+from tests.support.browser import APP_ORIGIN, BFF, query, scrape, walk_login, webview_login
 from tests.support.servers import until
 
 CSRF = {"X-CSRF": "1"}
@@ -68,7 +68,7 @@ async def test_metrics_count_the_flow_by_app_reason_path_and_status(bff, browser
     refused = await browser.get(f"{BFF}/api/web/user-info")  # no X-CSRF
     assert (ok.status_code, failed.status_code, refused.status_code) == (200, 502, 401)
 
-    text = (await browser.get(f"{BFF}/metrics")).text
+    text = await scrape(browser)
     assert sample(text, "bff_login_started_total", app="web", mode="cookie") == 2
     assert sample(text, "bff_login_completed_total", app="web", mode="cookie") == 1
     assert sample(text, "bff_login_failed_total", app="web", reason="access_denied") >= 1
@@ -88,7 +88,7 @@ async def test_redis_errors_are_counted(make_bff, private_redis):
         private_redis.stop()
         r = await browser.get(f"{BFF}/api/web/user-info", headers={"Authorization": "Bearer x"})
         assert r.status_code == 503
-        text = (await browser.get(f"{BFF}/metrics")).text
+        text = await scrape(browser)
         assert sample(text, "bff_redis_errors_total") == 1
 
 
@@ -216,7 +216,7 @@ async def test_whole_flow_leaves_no_secret_in_any_log_line_or_metric(make_bff, s
         )
         assert again.status_code == 400
         await browser.post(f"{BFF}/auth/mobile/logout", headers=bearer)
-        metrics = (await browser.get(f"{BFF}/metrics")).text
+        metrics = await scrape(browser)
     secrets += list(sandbox.tokens)
     logged = log_output()
     assert "login completed" in logged and "logout" in logged
@@ -254,7 +254,7 @@ async def test_login_rate_limit_is_per_client_ip_and_shared_by_two_instances(mak
         async with one.browser("198.51.100.7") as a:
             assert (await a.get(url)).status_code == 302
         async with one.browser() as ops:
-            text = (await ops.get(f"{BFF}/metrics")).text
+            text = await scrape(ops)
         assert sample(text, "bff_rate_limited_total", kind="login") == 1
 
 
@@ -321,7 +321,7 @@ async def test_an_unexpected_error_is_a_500_problem_with_its_request_id_and_a_re
         bff.asgi.app.add_api_route("/api/web/broken", broken)  # a route with a bug in it
         async with bff.browser() as browser:
             r = await browser.get(f"{BFF}/api/web/broken", headers={"X-Request-ID": "bug-1"})
-            metrics = (await browser.get(f"{BFF}/metrics")).text
+            metrics = await scrape(browser)
     assert r.status_code == 500
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["type"].endswith(":internal") and "Traceback" not in r.text

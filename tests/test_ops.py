@@ -153,10 +153,18 @@ def test_compose_file_matches_the_settings_the_service_reads():
     assert services["sandbox"]["profiles"] == ["sandbox"]
     known = {f"BFF_{name.upper()}" for name in Settings.model_fields}
     for service in ("bff", "sandbox"):
-        for key in services[service].get("environment", {}):
+        for key, value in services[service].get("environment", {}).items():
             top = key.split("__")[0]
             assert top in known, f"{service} sets {key}, which the service does not read"
-    assert bff["environment"]["BFF_REDIS_URL"].startswith("redis://redis:")
+            # Only a default: what the operator sets in .env wins.
+            assert str(value).startswith(f"${{{key}:-"), f"{service} overrides {key}"
+    assert bff["environment"]["BFF_REDIS_URL"].startswith("${BFF_REDIS_URL:-redis://redis:")
+    assert "BFF_TRUSTED_PROXIES" not in bff["environment"]
+    # Redis keeps its data across a restart: append-only, on a volume.
+    redis = services["redis"]
+    assert "--appendonly" in redis["command"]
+    assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    assert any(str(v).endswith(":/data") for v in redis["volumes"])
 
 
 async def test_demo_page_is_served_only_in_development(make_bff, browser):

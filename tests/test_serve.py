@@ -16,7 +16,7 @@ import httpx
 
 from service.embedded import free_port
 from tests.conftest import APPS, KEYS
-from tests.support.browser import walk_login
+from tests.support.browser import ADMIN_TOKEN, walk_login
 from tests.support.servers import until
 
 
@@ -48,7 +48,14 @@ def serve_env(redis_url: str, prefix: str, sandbox_url: str, tmp_path: Path) -> 
         "BFF_TELENOR__BASE_URL": sandbox_url,
         "BFF_APPS_FILE": str(_apps_toml(tmp_path / "apps.toml")),
         "BFF_TRUSTED_PROXIES": "127.0.0.1",
+        "BFF_ADMIN__ADDRESS": f"127.0.0.1:{free_port()}",
+        "BFF_ADMIN__TOKENS": f"ops:{ADMIN_TOKEN}",
     }
+
+
+def admin_url(env: dict[str, str]) -> str:
+    """The admin listener of a `serve` started with `env`."""
+    return f"http://{env['BFF_ADMIN__ADDRESS']}"
 
 
 def start_serve(env: dict[str, str], cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -150,7 +157,7 @@ async def test_metrics_are_summed_over_two_workers(sandbox_url, redis_url, prefi
                     r = await one.get("/auth/web/login?return_to=https://app.bff.test/done")
                     assert r.status_code == 302
             for _ in range(10):
-                async with httpx.AsyncClient(base_url=base, headers=headers) as one:
+                async with httpx.AsyncClient(base_url=admin_url(env)) as one:
                     text = (await one.get("/metrics")).text
                     assert 'bff_login_started_total{app="web",mode="cookie"} 30.0' in text
     finally:

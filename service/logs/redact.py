@@ -22,8 +22,8 @@ _NAMED = re.compile(
     # query/form parameters and JSON members that carry secrets
     rf"|(?P<kv>\b(?:{_SENSITIVE_PARAMS})=)[^&\s\"';,]+"
     rf"|(?P<json>\"(?:{_SENSITIVE_PARAMS})\"\s*:\s*)\"[^\"]*\""
-    # cookie and set-cookie header values
-    r"|(?P<cookie>\b(?:[Ss]et-)?[Cc]ookie\b['\"]?\s*[:=,]\s*)[^\n]+"
+    # cookie and set-cookie header values (not the JSON value "cookie": `"via": "cookie", …`)
+    r"|(?<!\": \")(?P<cookie>\b(?:[Ss]et-)?[Cc]ookie\b['\"]?\s*[:=,]\s*)[^\n]+"
 )
 # The names above, lower-cased: a line without any of them skips `_NAMED` (most lines do).
 _NAME_HINTS = ("bearer", "basic", "cookie", *_SENSITIVE_PARAMS.split("|"))

@@ -19,6 +19,7 @@ from ..models import (
     HandoffRequest,
     HandoffResponse,
     Problem,
+    RevokeAllResponse,
     SessionStatus,
     StartRequest,
     StartResponse,
@@ -75,6 +76,18 @@ async def session(app: str, req: RequestDep, services: ServicesDep) -> Response:
             "expires_in": max(0, int(end - services.clock())),
         }
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/api/{app}/session/revoke-all", response_model=RevokeAllResponse)
+async def revoke_all(app: str, req: RequestDep, services: ServicesDep) -> Response:
+    """Sign out on all devices: end every session of the caller's subscriber in this app (the
+    caller's own included). Cookie callers need `X-CSRF: 1`, as for every cookie call."""
+    cfg = services.flow.app(app)
+    revoked = await services.auth.revoke_all(req, cfg)
+    response = JSONResponse({"revoked": revoked}, headers={"Cache-Control": "no-store"})
+    if req.credential is not None and req.credential.kind == "cookie":
+        services.cookies.clear_session(response, app)
+    return response
 
 
 @router.post("/api/{app}/session/handoff", response_model=HandoffResponse)

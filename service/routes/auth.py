@@ -83,7 +83,7 @@ def _redirect(url: str) -> Response:
 )
 async def callback(app: str, request: Request, req: RequestDep, services: ServicesDep) -> Response:
     """The callback registered at Telenor: check state and browser, redeem the code, sign in."""
-    finished = await services.flow.finish(app, request.query_params, req.binding)
+    finished = await services.flow.finish(app, request.query_params, req.binding, req.client)
     # (no-referrer: the callback URL carries the code; never let it leak on as a Referer.)
     response = _redirect(finished.redirect_to)
     if finished.session_id is not None:

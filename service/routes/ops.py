@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..deps import ServicesDep
 from ..errors import BffError
+from ..redis import failure_class, unavailable
 
 router = APIRouter(tags=["ops"])
 
@@ -27,8 +28,9 @@ async def readyz(services: ServicesDep) -> Response:
     try:
         async with asyncio.timeout(services.settings.redis_timeout_seconds + 0.5):
             await services.redis.ping()
-    except (RedisError, OSError, TimeoutError):
-        failed.append("redis")
+    except (RedisError, OSError, TimeoutError) as exc:
+        unavailable(exc)  # (logs the cause)
+        failed.append(f"redis ({failure_class(exc)})")
     if failed:
         raise BffError(
             "not_ready", f"Not answering: {', '.join(failed)}.", headers={"Retry-After": "5"}

@@ -17,6 +17,8 @@ from service.crypto import new_token, pkce_challenge
 
 BFF = "https://bff.test"
 BFF_HTTP = "http://bff.test"
+ADMIN = "http://bff.test:9100"  # the admin listener (BFF_ADMIN__ADDRESS's port)
+ADMIN_TOKEN = "admin-token-7c1d9e04b2"
 APP_ORIGIN = "https://app.bff.test"
 
 
@@ -46,6 +48,13 @@ def new_browser(asgi: ASGIApp, client_ip: str = "127.0.0.1") -> httpx.AsyncClien
         follow_redirects=False,
         timeout=30,
     )
+
+
+async def scrape(client: httpx.AsyncClient) -> str:
+    """The Prometheus text, from the admin listener."""
+    response = await client.get(f"{ADMIN}/metrics")
+    assert response.status_code == 200, response.text
+    return response.text
 
 
 def query(url: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Settings: the only module that reads the environment; and `check-config`'s rules."""
+"""The settings, as typed models: what the service can be told (`BFF_…`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import binascii
 import re
 import secrets
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -54,7 +53,8 @@ def site_of(url: str) -> str:
 class AppConfig(BaseModel):
     """One Telenor client the BFF serves (`BFF_APPS__{ID}__…`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Unknown fields are reported, named as the operator wrote them, by `checks.load_settings`.
+    model_config = ConfigDict(extra="ignore")
 
     client_id: str
     client_secret: SecretStr
@@ -68,6 +68,9 @@ class AppConfig(BaseModel):
     pkce: bool = True
     send_redirect_uri: bool = True
     send_response_type: bool = True
+    # Learn the subscriber (one Mobile User Info call per login) to list and revoke its
+    # sessions by MSISDN; off, the app's sessions are revocable by app and reference only.
+    subscriber_index: bool = True
 
     _split = field_validator("allowed_origins", "return_urls", "upstream_paths", mode="before")(
         _split_list
@@ -123,6 +126,44 @@ class TelenorSettings(BaseModel):
         return (self.api_url or self.base_url).rstrip("/")
 
 
+class AdminSettings(BaseModel):
+    """The admin listener (`BFF_ADMIN__…`): metrics and the admin API, off the public port."""
+
+    # host:port of the listener; empty turns it off.
+    address: str = "127.0.0.1:9100"
+    # Comma-separated `name:token` entries (a bare token is named token-1, token-2, …); the
+    # name is what the audit log says an admin call was made with.
+    tokens: SecretStr | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{value!r} must be host:port, like 127.0.0.1:9100")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.address.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rpartition(":")[2]) if self.address else 0
+
+    def tokens_by_name(self) -> dict[str, str]:
+        """name -> token."""
+        out: dict[str, str] = {}
+        raw = self.tokens.get_secret_value() if self.tokens else ""
+        for i, entry in enumerate((e.strip() for e in raw.split(",")), start=1):
+            if entry:
+                name, sep, token = entry.partition(":")
+                out[name if sep else f"token-{i}"] = token if sep else entry
+        return out
+
+
 class SandboxClient(BaseModel):
     """A client registered at the sandbox in addition to (or instead of) the BFF's own apps."""
 
@@ -166,6 +207,7 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = 1.0
     session_keys: SecretStr | None = None
     telenor: TelenorSettings = Field(default_factory=TelenorSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
     state_ttl_seconds: int = Field(default=600, ge=30, le=3600)
     handoff_ttl_seconds: int = Field(default=60, ge=5, le=600)
     session_max_seconds: int = Field(default=28800, ge=60)
@@ -259,10 +301,10 @@ class Settings(BaseSettings):
 
     def keys(self) -> list[bytes]:
         """The session encryption keys, first one encrypting (validated in `config_problems`)."""
-        return _parse_keys(self.session_keys)
+        return parse_keys(self.session_keys)
 
 
-def _parse_keys(raw: SecretStr | None) -> list[bytes]:
+def parse_keys(raw: SecretStr | None) -> list[bytes]:
     if raw is None:
         return []
     keys = []
@@ -281,98 +323,3 @@ def _parse_keys(raw: SecretStr | None) -> list[bytes]:
 def generate_key() -> str:
     """A fresh base64url 32-byte session key."""
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One finding of `check-config`; fatal ones stop the service from starting."""
-
-    message: str
-    fatal: bool
-
-
-def config_problems(s: Settings) -> list[Problem]:
-    """Every problem of a configuration, in words a person can act on; never a secret."""
-    out: list[Problem] = []
-
-    def fatal(msg: str) -> None:
-        out.append(Problem(msg, True))
-
-    def warn(msg: str) -> None:
-        out.append(Problem(msg, False))
-
-    prod = s.is_production
-    if prod and not s.https:
-        fatal(f"BFF_PUBLIC_URL {s.public_url} is http; production needs https")
-    if s.network_auth_url and not s.network_auth_url.startswith("http://"):
-        warn("BFF_NETWORK_AUTH_URL should be plain http (network authentication needs http)")
-    raw_keys = s.session_keys.get_secret_value() if s.session_keys else ""
-    if not raw_keys.strip():
-        if prod:
-            fatal(
-                "BFF_SESSION_KEYS is missing: set one or more base64url 32-byte keys "
-                "(line-auth-bff check-config --generate-key prints one)"
-            )
-    else:
-        for i, key in enumerate(_parse_keys(s.session_keys), start=1):
-            if len(key) != 32:
-                fatal(f"BFF_SESSION_KEYS key #{i} is not base64url for exactly 32 bytes")
-            elif len(set(key)) < 8:
-                fatal(f"BFF_SESSION_KEYS key #{i} is weak (too few distinct bytes)")
-    if not s.apps:
-        warn("no apps configured: set BFF_APPS__<ID>__CLIENT_ID and friends")
-    if s.redis_sentinels and s.redis_cluster:
-        fatal("BFF_REDIS_CLUSTER and BFF_REDIS_SENTINELS are exclusive")
-    if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        fatal("BFF_REDIS_URL must start with redis://, rediss:// or unix://")
-    for app_id, app in s.apps.items():
-        prefix = f"app {app_id}:"
-        if not app.client_secret.get_secret_value():
-            fatal(f"{prefix} client secret is missing (BFF_APPS__{app_id.upper()}__CLIENT_SECRET)")
-        if not app.client_id:
-            fatal(f"{prefix} client id is missing")
-        if not app.return_urls:
-            warn(f"{prefix} no return_urls: no login can finish")
-        for url in app.return_urls:
-            parts = urlsplit(url)
-            if parts.scheme in ("http", "https"):
-                if origin_of(url) not in app.allowed_origins and origin_of(url) != s.public_url:
-                    fatal(
-                        f"{prefix} return URL {url} is outside allowed_origins "
-                        f"{app.allowed_origins}"
-                    )
-                if prod and parts.scheme == "http":
-                    fatal(f"{prefix} return URL {url} is http in production")
-            elif not re.fullmatch(r"[a-z][a-z0-9+.-]*", parts.scheme) or parts.scheme in (
-                "javascript",
-                "data",
-                "file",
-                "vbscript",
-                "blob",
-            ):
-                fatal(f"{prefix} return URL {url!r} has no usable scheme")
-        for origin in app.allowed_origins:
-            if prod and origin.startswith("http://"):
-                fatal(f"{prefix} allowed origin {origin} is http in production")
-            if site_of(origin) != site_of(s.public_url):
-                warn(
-                    f"{prefix} origin {origin} is on another site than {s.public_url}: browsers "
-                    "block third-party cookies, so cookie mode will not work from it "
-                    "(use handoff mode, or serve the BFF under the same site)"
-                )
-        if not app.pkce:
-            warn(f"{prefix} PKCE is off (RFC 9700 §2.1.1 recommends it)")
-    limits = (
-        s.rate_limit_login_per_minute,
-        s.rate_limit_login_per_browser_per_minute,
-        s.rate_limit_login_per_app_per_minute,
-        s.rate_limit_api_per_minute,
-    )
-    if prod and not all(limits):
-        warn("a rate limit is off (BFF_RATE_LIMIT_*_PER_MINUTE=0)")
-    if prod and s.trusted_proxies == ["127.0.0.1", "::1"]:
-        warn(
-            "BFF_TRUSTED_PROXIES is loopback only: behind a load balancer, list its addresses "
-            "or client IPs and https detection will be wrong"
-        )
-    return out
