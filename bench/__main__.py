@@ -140,6 +140,39 @@ def wrk(url: str, seconds: float, headers: dict[str, str]) -> Run:
     return Run(rps, pct("50"), pct("99"), total, errors)
 
 
+async def session_memory(redis_url: str, sessions: int = 10_000) -> tuple[float, float]:
+    """Redis bytes per session: sealed records alone, then records with their index entries
+    (the service's own SessionStore), each on an empty database."""
+    from redis.asyncio import Redis
+
+    from service.crypto import Cipher, new_token
+    from service.session_index import SubscriberHash
+    from service.stores import SessionStore
+
+    client = Redis.from_url(redis_url, db=3)
+    cipher = Cipher([os.urandom(32)])
+    hashes = SubscriberHash([os.urandom(32)])
+    store = SessionStore(client, prefix="m:", cipher=cipher, max_seconds=28800, clock=time.time)
+    measured = []
+    try:
+        for indexed in (False, True):
+            await client.flushdb()
+            before = int((await client.info("memory"))["used_memory"])
+            for i in range(sessions):
+                session = store.new("bench", new_token(32), 3599, None, hashes(f"47{i // 2:08d}"))
+                if indexed:
+                    await store.create(session)
+                else:
+                    key = store.key(new_token(32))
+                    await client.set(key, store.seal(session, key), ex=3599)
+            after = int((await client.info("memory"))["used_memory"])
+            measured.append((after - before) / sessions)
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    return measured[0], measured[1]
+
+
 def set_cookies(response: httpx.Response) -> dict[str, str]:
     jar = {}
     for header in response.headers.get_list("set-cookie"):
@@ -338,6 +371,7 @@ def main() -> int:
         "BFF_TELENOR__BASE_URL": f"http://127.0.0.1:{ports['sandbox']}",
         "BFF_TELENOR__API_URL": f"http://127.0.0.1:{ports['stub']}",
         "BFF_TRUSTED_PROXIES": "127.0.0.1",
+        "BFF_ADMIN__ADDRESS": "",  # (several BFFs run at once: no admin listener to share)
         # Counted (the cost is measured) but never reached.
         "BFF_RATE_LIMIT_API_PER_MINUTE": "1000000000",
         "BFF_RATE_LIMIT_LOGIN_PER_MINUTE": "1000000000",
@@ -633,11 +667,32 @@ def main() -> int:
             )
         )
         say()
-        rate, cycles = asyncio.run(login_rate(bff1.url, args.seconds))
+        bench.env = {**env, "BFF_APPS__BENCH__SUBSCRIBER_INDEX": "false"}
+        port = free_port()
+        plain = bench.start("noindex", [*serve, "--port", str(port)], port)
+        bench.env = env
+        rates: dict[str, list[float]] = {"with": [], "without": []}
+        for _ in range(args.rounds):  # alternated: the Mobile User Info call's cost per login
+            rates["with"].append(asyncio.run(login_rate(bff1.url, args.seconds))[0])
+            rates["without"].append(asyncio.run(login_rate(plain.url, args.seconds))[0])
+        bench.stop(plain)
+        rate = statistics.median(rates["with"])
+        without = statistics.median(rates["without"])
         say(
-            f"## Login cycles\n\n**{rate:.0f} full logins/s** ({cycles} cycles, 10 concurrent: "
-            "start → sandbox network auth → consent → callback → session; the sandbox is a "
-            "FastAPI app in the same run and takes its share of the CPUs)."
+            f"## Login cycles\n\n**{rate:.0f} full logins/s** (median of {args.rounds}, 10 "
+            "concurrent: start → sandbox network auth → consent → callback, with the Mobile User "
+            "Info call that learns the subscriber → session; the sandbox is a FastAPI app in the "
+            "same run and takes its share of the CPUs). Without the subscriber lookup "
+            f"(`BFF_APPS__BENCH__SUBSCRIBER_INDEX=false`): {without:.0f}/s, so the lookup costs "
+            f"**{(1 - rate / without) * 100:.0f} %** of login throughput."
+        )
+        say()
+        per_session = asyncio.run(session_memory(redis.url))
+        say(
+            "## Redis memory per session (10,000 sessions of 5,000 subscribers)\n\n"
+            f"Records alone (the store before the index): **{per_session[0]:,.0f} bytes**; "
+            f"with the index (app and subscriber sorted sets, reference key): "
+            f"**{per_session[1]:,.0f} bytes** ({per_session[1] / per_session[0]:.2f}x)."
         )
         say()
         say("## Memory (BFF, 1 worker)")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -14,6 +17,7 @@ from redis.asyncio import Redis
 
 from service.app import create_app
 from service.config import Settings, generate_key
+from service.logs.formats import JsonFormatter
 from service.sandbox import Sandbox
 from tests.support.browser import ADMIN_TOKEN, BFF, new_browser, running
 from tests.support.servers import Clock, EmbeddedRedis, ThreadedServer, shared_redis
@@ -133,10 +137,14 @@ BffFactory = Callable[..., AbstractAsyncContextManager[Bff]]
 @pytest.fixture
 def make_bff(redis_url: str, prefix: str, sandbox: Sandbox, sandbox_url: str) -> BffFactory:
     """Build a BFF with setting overrides: `async with make_bff(apps=...) as bff:`."""
+    # Every BFF of a test starts at the beginning of one rate-limit window (fixed minutes):
+    # a test's counts never straddle two windows by chance, and its BFFs share the window.
+    window_start = 60 - time.time() % 60 + 0.001
 
     @asynccontextmanager
     async def factory(**overrides: Any) -> AsyncIterator[Bff]:
         clock = Clock()
+        clock.offset = window_start
         url = overrides.pop("redis_url", redis_url)
         settings = make_settings(url, prefix, sandbox_url, **overrides)
         app = create_app(settings, clock=clock)
@@ -164,3 +172,18 @@ def private_redis() -> Iterator[EmbeddedRedis]:
     server = EmbeddedRedis().start()
     yield server
     server.close()
+
+
+@pytest.fixture
+def log_output() -> Iterator[Callable[[], str]]:
+    """Everything every logger writes at DEBUG, through the service's own JSON formatter."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield stream.getvalue
+    root.removeHandler(handler)
+    root.setLevel(level)

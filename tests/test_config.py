@@ -210,3 +210,138 @@ def test_security_posture_findings(values, app, expected, is_fatal):
     assert [p.fatal for p in problems if expected in p.message] == [is_fatal]
     ok = settings(trusted_proxies=["10.0.0.0/8"])
     assert config_problems(ok) == []
+
+
+GOOD_ENV = {
+    "BFF_ENV": "production",
+    "BFF_PUBLIC_URL": "https://bff.example.no",
+    "BFF_APPS__SHOP__CLIENT_ID": "c1",
+    "BFF_APPS__SHOP__CLIENT_SECRET": "s3cr3t-value-xyz",
+    "BFF_APPS__SHOP__ALLOWED_ORIGINS": '["https://app.example.no"]',
+    "BFF_APPS__SHOP__RETURN_URLS": '["https://app.example.no/done"]',
+    "BFF_TRUSTED_PROXIES": "10.0.0.0/8",
+}
+
+
+def env_with(tmp_path: Path, **changes: str) -> dict[str, str]:
+    return {"PYTHONPATH": str(ROOT), "BFF_SESSION_KEYS": generate_key(), **GOOD_ENV, **changes}
+
+
+def test_the_good_environment_passes(tmp_path):
+    result = _cli(["check-config"], tmp_path, env_with(tmp_path))
+    assert result.returncode == 0 and result.stdout.startswith("ok:"), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("BFF_REDIS_TIMOUT_SECONDS", "BFF_REDIS_TIMEOUT_SECONDS"),
+        ("BFF_APPS__SHOP__CLIENT_SECRT", "BFF_APPS__SHOP__CLIENT_SECRET"),
+        ("BFF_TELENOR__TOKEN_ULR", "BFF_TELENOR__TOKEN_URL"),
+        ("BFF_ADMIN__TOKEN", "BFF_ADMIN__TOKENS"),
+        ("BFF_SESION_KEYS", "BFF_SESSION_KEYS"),
+    ],
+)
+def test_an_unknown_setting_is_fatal_in_production_with_the_nearest_name(
+    tmp_path, name, suggestion
+):
+    """From the environment: check-config and serve name it as written and suggest the
+    nearest valid name; serve exits 2 with one line a problem and no traceback."""
+    env = env_with(tmp_path, **{name: "1"})
+    checked = _cli(["check-config"], tmp_path, env)
+    expected = f"FATAL {name}: unknown setting (did you mean {suggestion}?)"
+    assert checked.returncode == 1 and expected in checked.stdout.splitlines()
+    served = _cli(["serve", "--port", "0"], tmp_path, env)
+    assert served.returncode == 2
+    assert expected in served.stderr.splitlines() and "Traceback" not in served.stderr
+
+
+def test_an_unknown_setting_is_a_warning_in_development(tmp_path):
+    env = env_with(tmp_path, BFF_ENV="development", BFF_REDIS_TIMOUT_SECONDS="2")
+    result = _cli(["check-config"], tmp_path, env)
+    assert result.returncode == 0
+    assert (
+        "WARN  BFF_REDIS_TIMOUT_SECONDS: unknown setting (did you mean BFF_REDIS_TIMEOUT_SECONDS?)"
+        in result.stdout.splitlines()
+    )
+
+
+def test_unknown_names_in_dotenv_and_the_apps_file_are_found_too(tmp_path):
+    (tmp_path / ".env").write_text("BFF_STATE_TTL_SECONDZ=60\n")
+    apps = tmp_path / "apps.toml"
+    apps.write_text('[apps.shop]\ndisplay_nam = "Butikken"\n[aps.x]\nclient_id = "y"\n')
+    result = _cli(["check-config"], tmp_path, env_with(tmp_path, BFF_APPS_FILE=str(apps)))
+    out = result.stdout.splitlines()
+    assert result.returncode == 1
+    assert (
+        "FATAL BFF_STATE_TTL_SECONDZ: unknown setting (did you mean BFF_STATE_TTL_SECONDS?)" in out
+    )
+    assert any(
+        "[apps.shop] display_nam: unknown setting (did you mean display_name?)" in line
+        for line in out
+    )
+    assert any("[aps] is not a table the service reads" in line for line in out)
+
+
+def test_one_run_reports_every_problem_each_named_by_its_variable(tmp_path):
+    """Unknown names and invalid values together; values named by their env var."""
+    env = env_with(
+        tmp_path, BFF_STATE_TTL_SECONDS="5", BFF_LOG_LEVEL="loud", BFF_REDIS_TIMOUT_SECONDS="1"
+    )
+    result = _cli(["check-config"], tmp_path, env)
+    fatal_lines = [line for line in result.stdout.splitlines() if line.startswith("FATAL")]
+    assert result.returncode == 1 and len(fatal_lines) == 3, result.stdout
+    assert any(line.startswith("FATAL BFF_STATE_TTL_SECONDS: ") for line in fatal_lines)
+    assert any(line.startswith("FATAL BFF_LOG_LEVEL: ") for line in fatal_lines)
+    assert not any("state_ttl_seconds" in line for line in fatal_lines)  # no pydantic paths
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"BFF_SESSION_KEYS": "q5pN2m1kOq9cS7iVx3yWb0tR8uE4aZ6dF1gH2jK3lM4"},
+            "BFF_SESSION_KEYS holds the example key",
+        ),
+        (
+            {"BFF_APPS__SHOP__CLIENT_SECRET": "replace-with-the-secret-from-the-dashboard"},
+            "BFF_APPS__SHOP__CLIENT_SECRET is a placeholder",
+        ),
+        (
+            {"BFF_TELENOR__TOKEN_URL": "http://telenor.example/oauth/v2/token"},
+            "BFF_TELENOR__TOKEN_URL http://telenor.example/oauth/v2/token is plain http",
+        ),
+        (
+            {"BFF_TELENOR__BASE_URL": "http://api.telenor.example"},
+            "BFF_TELENOR__API_URL http://api.telenor.example is plain http",
+        ),
+        (
+            {"BFF_ADMIN__ADDRESS": "0.0.0.0:9100"},
+            "BFF_ADMIN__ADDRESS 0.0.0.0:9100 is not loopback and BFF_ADMIN__TOKENS is empty",
+        ),
+    ],
+    ids=["example-key", "placeholder-secret", "http-token-url", "http-api-url", "open-admin"],
+)
+def test_production_refuses_what_would_leak_or_expose(tmp_path, changes, expected):
+    result = _cli(["check-config"], tmp_path, env_with(tmp_path, **changes))
+    assert result.returncode == 1
+    assert any(line.startswith(f"FATAL {expected}") for line in result.stdout.splitlines()), (
+        result.stdout
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"BFF_TELENOR__BASE_URL": "http://127.0.0.1:8001"},
+        {"BFF_TELENOR__BASE_URL": "http://localhost:8001"},
+        {"BFF_TELENOR__AUTHORIZE_URL": "http://auth.telenor.example/oauth/v2/authorize"},
+        {"BFF_ADMIN__ADDRESS": "0.0.0.0:9100", "BFF_ADMIN__TOKENS": "ops:long-random-token"},
+    ],
+    ids=["sandbox-ip", "sandbox-localhost", "http-authorize", "open-admin-with-tokens"],
+)
+def test_what_production_allows(tmp_path, changes):
+    """The sandbox on loopback; an http authorize URL (it carries no secret, and network
+    authentication may need it); an admin listener on all interfaces behind tokens."""
+    result = _cli(["check-config"], tmp_path, env_with(tmp_path, **changes))
+    assert result.returncode == 0, result.stdout

@@ -114,6 +114,16 @@ async def test_access_denied_shows_the_page_with_a_way_back(browser, lang):
     assert browser.cookies.get("__Host-Http-bff-web") is None
 
 
+async def test_try_again_after_a_lost_state_starts_a_login(browser):
+    """A callback whose state is gone cannot say where the login came from: "Try again" goes
+    to the app's first return URL (not to a bad_return_to page)."""
+    page = await browser.get(f"{BFF}/auth/web/callback?code=c&state=gone")
+    assert 'data-error="login_expired"' in page.text
+    retry = page.text.split('id="retry" href="')[1].split('"')[0].replace("&amp;", "&")
+    again = await browser.get(f"{BFF}{retry}")
+    assert again.status_code == 302 and query(again.headers["location"])["state"]
+
+
 async def test_replayed_callback_is_login_expired_without_token_request(browser, sandbox):
     """The same callback twice: the second is 'expired or used' and never reaches Telenor."""
     walk = await walk_login(browser)

@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,21 +26,6 @@ from tests.support.servers import until
 
 CSRF = {"X-CSRF": "1"}
 pytestmark = pytest.mark.usefixtures("sandbox")
-
-
-@pytest.fixture
-def log_output() -> Iterator[Callable[[], str]]:
-    """Everything every logger writes at DEBUG, through the service's own JSON formatter."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield stream.getvalue
-    root.removeHandler(handler)
-    root.setLevel(level)
 
 
 def lines(text: str) -> list[dict[str, object]]:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from service.config import Settings
@@ -113,18 +114,21 @@ async def test_malformed_json_is_a_problem_not_a_500(browser):
     assert r.headers["content-type"] == "application/problem+json"
 
 
-def test_committed_openapi_matches_the_live_spec():
-    """openapi/openapi.json is what `python -m service openapi` prints."""
+@pytest.mark.parametrize(("args", "file"), [([], "openapi.json"), (["--admin"], "admin.json")])
+def test_committed_openapi_matches_the_live_spec(args, file):
+    """openapi/openapi.json (and admin.json) is what `python -m service openapi` prints."""
     live = subprocess.run(
-        [sys.executable, "-m", "service", "openapi"],
+        [sys.executable, "-m", "service", "openapi", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     ).stdout
-    committed = (ROOT / "openapi" / "openapi.json").read_text()
-    assert json.loads(live) == json.loads(committed), "regenerate: python -m service openapi"
+    committed = (ROOT / "openapi" / file).read_text()
+    assert json.loads(live) == json.loads(committed), (
+        f"regenerate: python -m service openapi {args}"
+    )
 
 
 def test_the_architecture_doc_names_every_module_and_nothing_outside_the_repository():
@@ -198,3 +202,58 @@ async def test_redis_outage_gives_503_page_and_problem_then_recovers(make_bff, p
         private_redis.start()
         again = await browser.get(f"{BFF}/api/web/session", headers={"X-CSRF": "1"})
         assert again.status_code == 200 and again.json()["authenticated"] is False
+
+
+async def test_readyz_and_the_log_name_why_redis_fails(make_bff, private_redis, log_output):
+    """A stopped server and a hanging one are told apart: refused, timeout."""
+    async with (
+        make_bff(redis_url=private_redis.url, redis_timeout_seconds=0.5) as bff,
+        bff.browser() as browser,
+    ):
+        private_redis.stop()
+        refused = (await browser.get(f"{BFF}/readyz")).json()["detail"]
+        private_redis.start()
+        assert private_redis.pid is not None
+        os.kill(private_redis.pid, signal.SIGSTOP)
+        try:
+            hanging = (await browser.get(f"{BFF}/readyz")).json()["detail"]
+        finally:
+            os.kill(private_redis.pid, signal.SIGCONT)
+    assert refused == "Not answering: redis (connection refused)."
+    assert hanging == "Not answering: redis (timeout)."
+    probes = [json.loads(x) for x in log_output().splitlines() if '"not ready"' in x]
+    assert [p["failed"] for p in probes] == [
+        ["redis (connection refused)"],
+        ["redis (timeout)"],
+    ]
+
+
+async def test_a_wrong_password_is_not_a_stopped_server(make_bff):
+    from service.embedded import EmbeddedRedis
+
+    guarded = EmbeddedRedis(None, "--requirepass", "the-right-one").start()
+    try:
+        wrong = guarded.url.replace("redis://", "redis://:the-wrong-one@")
+        async with make_bff(redis_url=wrong) as bff, bff.browser() as browser:
+            ready = await browser.get(f"{BFF}/readyz")
+            login = await browser.get(f"{BFF}/auth/web/login?return_to={APP_ORIGIN}/done")
+    finally:
+        guarded.close()
+    assert ready.json()["detail"] == "Not answering: redis (authentication failed)."
+    assert login.status_code == 503 and 'data-error="store_unavailable"' in login.text
+
+
+async def test_a_replica_is_named_read_only(make_bff, log_output):
+    """Pointed at a replica (a failover the client missed), writes fail as read-only."""
+    from tests.support.servers import LocalSentinel
+
+    pair = LocalSentinel(replica=True).start()
+    try:
+        assert pair.replica is not None
+        async with make_bff(redis_url=pair.replica.url) as bff, bff.browser() as browser:
+            login = await browser.get(f"{BFF}/auth/web/login?return_to={APP_ORIGIN}/done")
+    finally:
+        pair.close()
+    assert login.status_code == 503
+    causes = [json.loads(x).get("cause") for x in log_output().splitlines() if "redis failed" in x]
+    assert causes == ["read-only (a replica)"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter
 from redis.exceptions import RedisError
@@ -10,7 +11,8 @@ from starlette.responses import JSONResponse, Response
 
 from ..deps import ServicesDep
 from ..errors import BffError
-from ..redis import failure_class, unavailable
+from ..events import event
+from ..redis import failure_class
 
 router = APIRouter(tags=["ops"])
 
@@ -29,9 +31,10 @@ async def readyz(services: ServicesDep) -> Response:
         async with asyncio.timeout(services.settings.redis_timeout_seconds + 0.5):
             await services.redis.ping()
     except (RedisError, OSError, TimeoutError) as exc:
-        unavailable(exc)  # (logs the cause)
         failed.append(f"redis ({failure_class(exc)})")
     if failed:
+        # Every failed probe is a line (a probe comes every few seconds, not per request).
+        event("not ready", logging.ERROR, failed=failed)
         raise BffError(
             "not_ready", f"Not answering: {', '.join(failed)}.", headers={"Retry-After": "5"}
         )
