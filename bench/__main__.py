@@ -468,17 +468,21 @@ def main() -> int:
             "BFF, 1 worker, no access log": (quiet.popen.pid, quiet.url + proxied),
             "upstream direct": (stub.popen.pid, stub.url + "/user-info/v1/users"),
         }
+        sent = {name: headers for name in targets}
         if baseline is not None:
             targets[f"BFF at {args.baseline}"] = (baseline.popen.pid, baseline.url + proxied)
+            # A session of its own making: its code may not read today's records.
+            old_session = asyncio.run(_login_once(baseline.url))
+            sent[f"BFF at {args.baseline}"] = {**headers, "Cookie": f"{COOKIE}={old_session}"}
         runs: dict[str, list[Run]] = {name: [] for name in targets}
         for target_pid, _ in targets.values():
             if target_pid != stub.popen.pid:
                 pin(target_pid, server_cpus)
-        for _, url in targets.values():
-            wrk(url, 1, headers)  # warm-up
+        for name, (_, url) in targets.items():
+            wrk(url, 1, sent[name])  # warm-up
         for _ in range(args.rounds):
             for name, (target_pid, url) in targets.items():
-                runs[name].append(measured(target_pid, url, args.seconds, headers))
+                runs[name].append(measured(target_pid, url, args.seconds, sent[name]))
 
         if args.callgrind:
             commands = {
@@ -492,7 +496,9 @@ def main() -> int:
             if baseline is not None:
                 commands[f"BFF at {args.baseline}"] = ([*serve, "--port"], [], old)
             instructions = {
-                name: callgrind_per_request(bench, name, command, after, cwd, proxied, headers)
+                name: callgrind_per_request(
+                    bench, name, command, after, cwd, proxied, sent.get(name, headers)
+                )
                 for name, (command, after, cwd) in commands.items()
             }
             _callgrind_report(say, instructions, args.baseline)

@@ -8,10 +8,10 @@ there is none to find), and the call stays one round trip.
 
 Keys, each touching one slot (Redis Cluster):
 
-* `{prefix}idx:app:{app}` and `{prefix}idx:sub:{hash}`: sorted sets of entries (JSON: the
-  session's opaque reference, its Redis key, app, how it authenticates, when it began), scored
-  by when the session ends, so ended ones are skipped and pruned;
-* `{prefix}ref:{ref}`: the entry of one reference, for revoking by it; it ends with the session.
+* `{prefix}idx:app:{app}` and `{prefix}idx:sub:{hash}`: sorted sets of the sessions' opaque
+  references, scored by when each session ends, so ended ones are skipped and pruned;
+* `{prefix}ref:{ref}`: what the index knows of one session (JSON: its Redis key, app, how it
+  authenticates, when it began and ends, its subscriber); it ends with the session.
 
 The reference is random: it says nothing about the session id or its key. The index may hold
 entries of sessions that ended otherwise (a logout, an expiry): listing checks each record.
@@ -47,31 +47,24 @@ class Entry:
     subscriber: str | None
 
     @property
-    def member(self) -> str:
+    def record(self) -> str:
         return json.dumps(
             {
-                "ref": self.ref,
                 "key": self.key,
                 "app": self.app,
                 "via": self.via,
                 "created": self.created_at,
+                "ends": self.ends_at,
                 "sub": self.subscriber,
             },
-            sort_keys=True,
             separators=(",", ":"),
         )
 
     @classmethod
-    def of(cls, member: bytes | str, ends_at: float) -> Entry:
-        data = json.loads(member)
+    def of(cls, ref: str, record: bytes | str) -> Entry:
+        data = json.loads(record)
         return cls(
-            data["ref"],
-            data["key"],
-            data["app"],
-            data["via"],
-            data["created"],
-            ends_at,
-            data["sub"],
+            ref, data["key"], data["app"], data["via"], data["created"], data["ends"], data["sub"]
         )
 
 
@@ -121,21 +114,30 @@ class SessionIndex:
 
     def add_to(self, pipe: object, entry: Entry, ttl: int) -> None:
         """Queue the commands that list `entry` on a pipeline that also stores its session."""
-        member = entry.member
-        pipe.zadd(self._app_key(entry.app), {member: entry.ends_at})  # type: ignore[attr-defined]
+        ref = entry.ref
+        pipe.zadd(self._app_key(entry.app), {ref: entry.ends_at})  # type: ignore[attr-defined]
         pipe.expire(self._app_key(entry.app), self._max)  # type: ignore[attr-defined]
         if entry.subscriber:
-            pipe.zadd(self._sub_key(entry.subscriber), {member: entry.ends_at})  # type: ignore[attr-defined]
-            pipe.expire(self._sub_key(entry.subscriber), self._max)  # type: ignore[attr-defined]
-        pipe.set(self._ref_key(entry.ref), member, ex=ttl)  # type: ignore[attr-defined]
+            sub = self._sub_key(entry.subscriber)
+            pipe.zadd(sub, {ref: entry.ends_at})  # type: ignore[attr-defined]
+            pipe.expire(sub, self._max)  # type: ignore[attr-defined]
+        pipe.set(self._ref_key(ref), entry.record, ex=ttl)  # type: ignore[attr-defined]
 
     async def _entries(self, index: str) -> list[Entry]:
         """The entries of one index whose sessions have not ended by the clock."""
         async with redis_errors():
-            rows: list[tuple[bytes, float]] = await self._redis.zrangebyscore(  # type: ignore[assignment]  # redis-py types a reply of either shape
-                index, self._clock(), "+inf", withscores=True
-            )
-        return [Entry.of(member, score) for member, score in rows]
+            refs: list[bytes] = await self._redis.zrangebyscore(index, self._clock(), "+inf")  # type: ignore[assignment]  # redis-py's reply type is a union
+            if not refs:
+                return []
+            pipe = self._redis.pipeline(transaction=False)
+            for ref in refs:
+                pipe.get(self._ref_key(ref.decode()))
+            records = await pipe.execute()
+        return [
+            Entry.of(ref.decode(), record)
+            for ref, record in zip(refs, records, strict=True)
+            if record is not None  # (its session ended: the reference went with it)
+        ]
 
     async def live(
         self, *, apps: Iterable[str], subscribers: Iterable[str] = (), app: str | None = None
@@ -166,10 +168,10 @@ class SessionIndex:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", ref):
             return None
         async with redis_errors():
-            member = await self._redis.get(self._ref_key(ref))
-        if member is None:
+            record = await self._redis.get(self._ref_key(ref))
+        if record is None:
             return None
-        entry = Entry.of(member, 0.0)
+        entry = Entry.of(ref, record)
         async with redis_errors():
             exists = await self._redis.exists(entry.key)
         return entry if exists else None
@@ -193,9 +195,8 @@ class SessionIndex:
         async with redis_errors():
             pipe = self._redis.pipeline(transaction=False)
             for entry in entries:
-                member = entry.member
-                pipe.zrem(self._app_key(entry.app), member)
+                pipe.zrem(self._app_key(entry.app), entry.ref)
                 if entry.subscriber:
-                    pipe.zrem(self._sub_key(entry.subscriber), member)
+                    pipe.zrem(self._sub_key(entry.subscriber), entry.ref)
                 pipe.delete(self._ref_key(entry.ref))
             await pipe.execute()

@@ -19,7 +19,7 @@ from .errors import BffError
 from .events import Events
 from .ratelimit import RateLimiter
 from .request import RequestScope
-from .stores import HandoffStore, Session, SessionStore
+from .stores import HandoffStore, Session, SessionStore, known
 from .telenor import Telenor, TokenError
 
 REFRESH_LOCK_SECONDS = 15.0
@@ -176,7 +176,7 @@ class SessionAuth:
             or not hmac.compare_digest(pkce_challenge(verifier), handoff.challenge)
         ):
             raise BffError("handoff_invalid")
-        session = Session(**handoff.session)
+        session = known(Session, handoff.session)
         if not session.live(self._clock()):
             raise BffError("handoff_invalid", "The login behind this code has already ended.")
         token, ttl, _ = await self._sessions.create(session, via="bearer")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
 
@@ -17,6 +17,15 @@ from .clock import Clock
 from .crypto import Cipher, digest, new_token
 from .redis import as_bytes, redis_errors
 from .session_index import Entry, SessionIndex
+
+T = TypeVar("T")
+
+
+def known(record: type[T], data: dict[str, Any]) -> T:
+    """A stored record, from the members this version knows: a newer replica may have added
+    some during a rolling upgrade, and a record must stay readable both ways."""
+    names = {f.name for f in fields(record)}  # type: ignore[arg-type]  # (a dataclass type)
+    return record(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,7 @@ class StateStore:
             raw = await command(self._prefix + value)
         if raw is None:
             return None
-        state = LoginState(**json.loads(raw))
+        state = known(LoginState, json.loads(raw))
         # Redis expiry is the rule; the clock check also covers a skewed or paused Redis.
         if self._clock() - state.created_at > self._ttl:
             return None
@@ -146,7 +155,7 @@ class SessionStore:
 
     def unseal(self, blob: bytes, key: str) -> Session | None:
         plain = self._cipher.open(blob, key)
-        return Session(**json.loads(plain)) if plain else None
+        return known(Session, json.loads(plain)) if plain else None
 
     def new(
         self,
@@ -263,4 +272,4 @@ class HandoffStore:
         async with redis_errors():
             blob = as_bytes(await self._redis.getdel(key))
         plain = self._cipher.open(blob, key) if blob else None
-        return Handoff(**json.loads(plain)) if plain else None
+        return known(Handoff, json.loads(plain)) if plain else None

@@ -97,9 +97,9 @@ async def test_public_metrics_is_404_in_production_and_the_admin_listener_serves
 
 @pytest.mark.parametrize("token", [None, "not-the-token", ADMIN_TOKEN + "x"])
 async def test_admin_calls_without_a_valid_token_are_401_and_change_nothing(
-    make_bff, token, log_output
+    make_bff, deployment, token, log_output
 ):
-    async with make_bff() as bff:
+    async with make_bff(**deployment) as bff:
         cookie = await cookie_session(bff)
         async with admin(bff, token) as client:
             listed = await client.get(f"{ADMIN}/admin/sessions")

@@ -323,11 +323,16 @@ def test_one_run_reports_every_problem_each_named_by_its_variable(tmp_path):
     ids=["example-key", "placeholder-secret", "http-token-url", "http-api-url", "open-admin"],
 )
 def test_production_refuses_what_would_leak_or_expose(tmp_path, changes, expected):
-    result = _cli(["check-config"], tmp_path, env_with(tmp_path, **changes))
-    assert result.returncode == 1
-    assert any(line.startswith(f"FATAL {expected}") for line in result.stdout.splitlines()), (
-        result.stdout
+    """check-config exits 1 and serve 2, each with the line (serve on stderr, no traceback)."""
+    env = env_with(tmp_path, **changes)
+    checked = _cli(["check-config"], tmp_path, env)
+    assert checked.returncode == 1
+    assert any(line.startswith(f"FATAL {expected}") for line in checked.stdout.splitlines()), (
+        checked.stdout
     )
+    served = _cli(["serve", "--port", "0"], tmp_path, env)
+    assert served.returncode == 2 and "Traceback" not in served.stderr
+    assert any(line.startswith(f"FATAL {expected}") for line in served.stderr.splitlines())
 
 
 @pytest.mark.parametrize(

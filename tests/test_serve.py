@@ -156,6 +156,7 @@ async def test_metrics_are_summed_over_two_workers(sandbox_url, redis_url, prefi
                 async with httpx.AsyncClient(base_url=base, headers=headers) as one:
                     r = await one.get("/auth/web/login?return_to=https://app.bff.test/done")
                     assert r.status_code == 302
+            assert (await client.get("/metrics")).status_code == 404  # public: not in production
             for _ in range(10):
                 async with httpx.AsyncClient(base_url=admin_url(env)) as one:
                     text = (await one.get("/metrics")).text
