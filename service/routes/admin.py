@@ -15,20 +15,11 @@ from starlette.responses import Response
 
 from ..deps import RequestDep, Services, ServicesDep
 from ..errors import BffError
-from ..models import (
-    AdminSession,
-    AdminSessions,
-    Problem,
-    RevocationRequest,
-    RevocationResult,
-)
+from ..models import AdminSession, AdminSessions, RevocationRequest, RevocationResult
 from ..session_index import Entry
+from .api import problems
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}}
-    for status in (401, 404, 422, 503)
-}
-router = APIRouter(prefix="/admin", tags=["admin"], responses=PROBLEMS)
+router = APIRouter(prefix="/admin", tags=["admin"], responses=problems(401, 404, 422, 503))
 
 
 async def admin_caller(

@@ -25,10 +25,16 @@ from ..models import (
     StartResponse,
 )
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}}
-    for status in (400, 401, 403, 404, 422, 429, 502, 503, 504)
-}
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI responses of these statuses: a `Problem`, as problem+json."""
+    return {
+        status: {"model": Problem, "content": {"application/problem+json": {}}}
+        for status in statuses
+    }
+
+
+PROBLEMS = problems(400, 401, 403, 404, 422, 429, 502, 503, 504)
 router = APIRouter(tags=["api"], responses=PROBLEMS)
 
 
