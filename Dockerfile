@@ -9,6 +9,6 @@ FROM python:3.11-slim
 COPY --from=build /install /usr/local
 RUN useradd --system --uid 10001 --no-create-home bff
 USER bff
-EXPOSE 8000
+EXPOSE 8000 9100
 ENV BFF_ENV=production
 CMD ["line-auth-bff", "serve", "--host", "0.0.0.0", "--port", "8000"]
