@@ -71,9 +71,18 @@ class Bench:
     redis: EmbeddedRedis
     procs: list[Proc] = field(default_factory=list)
 
-    def start(self, name: str, args: list[str], port: int, cwd: Path = ROOT) -> Proc:
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        port: int,
+        cwd: Path = ROOT,
+        wrapper: tuple[str, ...] = (),
+        wait: float = 30,
+    ) -> Proc:
+        """Start `python *args` (under `wrapper`, e.g. valgrind) and wait until it listens."""
         popen = subprocess.Popen(
-            [PY, *args],
+            [*wrapper, PY, *args],
             env=self.env,
             cwd=cwd,  # `python -m service` imports the `service` package found there
             stdout=subprocess.DEVNULL,
@@ -82,7 +91,7 @@ class Bench:
         )
         proc = Proc(name, popen, port)
         self.procs.append(proc)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + wait
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -749,24 +758,9 @@ def callgrind_per_request(
     port = free_port()
     out = Path(tempfile.mkdtemp(prefix="bench-callgrind-")) / "callgrind.out"
     args = [*command, str(port), *after] if after else [*command, str(port)]
-    grind = [
-        "valgrind",
-        "--tool=callgrind",
-        "--instr-atstart=no",
-        f"--callgrind-out-file={out}",
-        PY,
-        *args,
-    ]
-    popen = subprocess.Popen(
-        grind,
-        env=bench.env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    proc = Proc(name, popen, port)
-    bench.procs.append(proc)
+    grind = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
+    proc = bench.start(name, args, port, cwd, wrapper=grind, wait=180)
+    popen = proc.popen
     deadline = time.monotonic() + 180
     url = f"http://127.0.0.1:{port}{path if 'BFF' in name else '/'}"
     with httpx.Client(headers=headers, timeout=60) as client:

@@ -10,7 +10,7 @@ https hop that sets the `__Host-` binding first (`LoginFlow`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Literal
 
 from starlette.responses import Response
@@ -57,16 +57,10 @@ class Cookies:
         return f"{SECURE_PREFIX}bff-{app}" if self._secure else f"bff-{app}"
 
     def binding_name(self, app: str) -> str:
+        """On https only this `__Host-` name counts (`request.Classifier` reads no other): a
+        plain-name cookie can be planted by any host under the parent domain or by an
+        injected plain-http response, and a `__Host-` one by neither."""
         return f"{SECURE_PREFIX}bff-{app}-bind" if self._secure else f"bff-{app}-bind"
-
-    def read_session(self, cookies: Mapping[str, str], app: str) -> str | None:
-        return cookies.get(self.session_name(app)) or None
-
-    def read_binding(self, cookies: Mapping[str, str], app: str) -> str | None:
-        """The binding cookie's value. On https only the `__Host-` name counts: a plain-name
-        cookie can be planted by any host under the parent domain or by an injected
-        plain-http response, and a `__Host-` one by neither."""
-        return cookies.get(self.binding_name(app)) or None
 
     def set_session(self, response: Response, app: str, session_id: str, max_age: int) -> None:
         self._set(response, self.session_name(app), session_id, max_age, "strict")
