@@ -30,6 +30,7 @@ from .edge import Edge
 from .errors import BffError
 from .events import Events
 from .flow import LoginFlow
+from .limits import Admission
 from .listeners import Listeners
 from .logs.access import AccessLog
 from .logs.redact import Redactor
@@ -124,6 +125,8 @@ def create_app(
                 cipher=cipher,
                 max_seconds=settings.session_max_seconds,
                 clock=clock,
+                wait=(settings.redis_wait_replicas, settings.redis_wait_timeout_ms),
+                on_unreplicated=metrics.unreplicated_writes.inc,
             )
             handoffs = HandoffStore(
                 redis, prefix=prefix, cipher=cipher, ttl=settings.handoff_ttl_seconds
@@ -241,6 +244,7 @@ def create_app(
             plain_http=PlainHttp(settings),
             browser=BrowserPolicy(settings, on_reject=events.rejected),
             max_body=settings.max_body_bytes,
+            admission=Admission(settings.max_in_flight, settings.shed_after_ms / 1000),
             responder=responder,
             access_log=access_log or AccessLog(),
             routes=[route for router in (*routers, admin.router) for route in router.routes],

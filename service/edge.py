@@ -3,6 +3,9 @@
 In order, for each request:
 
 1. classify it into a `RequestScope` (`request.py`), kept in `scope["bff"]`;
+   beyond `BFF_MAX_IN_FLIGHT` requests at once in this process, a wait of at most
+   `BFF_SHED_AFTER_MS` for a slot, then 503 `overloaded` (`limits.Admission`; the probes and
+   the admin listener are never shed);
 2. which listener may serve it (`listeners.py`), then on the public listener the plain-http
    rule (`plain_http.py`): pass, redirect to https, or refuse;
 3. for a guarded request, CORS and CSRF (`cors.py`): a preflight is answered here;
@@ -27,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .cors import BrowserPolicy
 from .errors import BffError
-from .limits import read_body
+from .limits import Admission, read_body
 from .listeners import Listeners
 from .logs import request_id
 from .logs.access import AccessLog
@@ -50,6 +53,7 @@ class Edge:
         plain_http: PlainHttp,
         browser: BrowserPolicy,
         max_body: int,
+        admission: Admission | None = None,
         responder: Responder,
         access_log: AccessLog,
         routes: Sequence[Any],
@@ -60,6 +64,7 @@ class Edge:
         self._plain_http = plain_http if plain_http.active else None
         self._browser = browser
         self._max_body = max_body
+        self.admission = admission or Admission(0, 0)
         self._responder = responder
         self._access = access_log
         self._routes = routes  # Starlette routes: what names a request refused before routing
@@ -108,7 +113,15 @@ class Edge:
             if not message.get("more_body") and not logged:
                 access_line()
 
+        admission = self.admission
+        if admission.in_flight < admission.limit or not _sheddable(req):
+            admission.in_flight += 1
+            admitted = True
+        else:
+            admitted = await admission.wait()
         try:
+            if not admitted:
+                raise BffError("overloaded", headers={"Retry-After": "1"})
             await self._handle(req, scope, receive, out)
         except BffError as exc:
             if status:  # the response has begun: all we can do is end the connection
@@ -125,6 +138,8 @@ class Edge:
             internal = BffError("internal", "Something went wrong on our side.")
             await self._responder.send(scope, receive, out, internal)
         finally:
+            if admitted:
+                admission.leave()
             if not logged:  # no complete response (a disconnect, a failure mid-response)
                 access_line()
             request_id.reset(token)
@@ -170,6 +185,11 @@ class Edge:
             if req.method in (candidate.methods or ()) and candidate.path_regex.match(req.path):
                 return str(candidate.path)
         return None
+
+
+def _sheddable(req: RequestScope) -> bool:
+    """What load shedding may refuse: not the probes, nothing on the admin listener."""
+    return req.surface != "ops" and req.listener == "public"
 
 
 async def _redirect(redirect: Redirect, send: Send) -> None:

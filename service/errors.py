@@ -39,6 +39,7 @@ CATALOG: dict[str, tuple[int, str]] = {
     "upstream_unreachable": (502, "Telenor could not be reached"),
     "upstream_timeout": (504, "Telenor did not answer in time"),
     "store_unavailable": (503, "The session store is unavailable"),
+    "overloaded": (503, "The service is busy; try again shortly"),
     "not_ready": (503, "A dependency is not answering"),
     "internal": (500, "Internal error"),
     "admin_unauthorized": (401, "A valid admin token is required"),

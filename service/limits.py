@@ -1,4 +1,5 @@
-"""Size limits on what a client sends: the request head, cut off as it arrives, and the body.
+"""Limits on what a client sends (the request head, cut off as it arrives, and the body) and
+on what one process takes on at once (the in-flight limit: load shedding).
 
 uvicorn's httptools protocol has no bound on the request head at all (a 32 MiB header is
 buffered, parsed and served, and the parser's copying stalls the event loop on the way), and
@@ -7,11 +8,17 @@ the head's bytes *before* the parser sees them and answer 431 problem+json past
 `BFF_MAX_HEADER_BYTES`, closing the connection. `read_body` refuses a body past
 `BFF_MAX_BODY_BYTES` with 413: at once when Content-Length announces it, and as soon as a
 chunked body passes the cap, so nothing past the cap is ever read.
+
+`Admission` holds at most `BFF_MAX_IN_FLIGHT` requests in flight; one more waits up to
+`BFF_SHED_AFTER_MS` for a slot (a slot freed goes to the longest waiter, so a brief burst
+leaves no slot idle), and is refused 503 `overloaded` with `Retry-After` when none comes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 from starlette.types import Message, Receive
@@ -160,3 +167,39 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+class Admission:
+    """The in-flight limit of one process. Below `limit` (or for a request that is never
+    shed) the caller takes a slot itself, `in_flight += 1`: the hot path pays a compare. At
+    the limit, `wait()` is true once a slot is handed over, false when none came in time.
+    Every slot taken is given back with one `leave()`."""
+
+    def __init__(self, limit: int, wait_seconds: float) -> None:
+        self.limit = limit or 1 << 62
+        self._wait = wait_seconds
+        self.in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def wait(self) -> bool:
+        slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(slot)
+        try:
+            await asyncio.wait((slot,), timeout=self._wait)
+        except BaseException:  # cancelled while waiting: give back a slot handed over
+            if slot.done() and not slot.cancelled():
+                self.leave()
+            slot.cancel()
+            raise
+        if slot.done():
+            return True  # handed over by `leave`: in_flight already counts it
+        slot.cancel()  # `leave` skips it
+        return False
+
+    def leave(self) -> None:
+        while self._waiters:
+            slot = self._waiters.popleft()
+            if not slot.done():
+                slot.set_result(None)  # the slot passes on; in_flight stays
+                return
+        self.in_flight -= 1

@@ -167,6 +167,18 @@ TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
             "You are not signed in to {app}. Please try again in a moment.",
         ),
     },
+    "overloaded": {
+        "nb": (
+            "Tjenesten er travel",
+            "Akkurat nå kommer det flere forespørsler enn tjenesten rekker å svare på.",
+            "Du er ikke logget inn i {app}. Prøv igjen om et øyeblikk.",
+        ),
+        "en": (
+            "The service is busy",
+            "More requests are arriving right now than the service can answer.",
+            "You are not signed in to {app}. Please try again in a moment.",
+        ),
+    },
     "rate_limited": {
         "nb": (
             "For mange forsøk",

@@ -3,6 +3,7 @@ and every error response, whichever layer sends it, is counted in `bff_errors_to
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -115,3 +116,27 @@ async def test_a_bearer_and_a_cookie_at_once_are_the_bearer_to_every_layer(bff, 
     assert gone.status_code == 401
     cookie = await browser.get(f"{BFF}/api/mobile/user-info", headers=CSRF)
     assert cookie.status_code == 200 and cookie.json()["mobileNumber"] == "4790000002"
+
+
+async def test_a_slot_freed_goes_to_the_request_waiting_for_it_and_a_wait_ends_in_time():
+    """The in-flight limit's queue (real asyncio, nothing replaced): at the limit, a waiter
+    is handed the next slot freed, without the count ever passing the limit; with no slot
+    freed within the wait, it is refused and holds nothing."""
+    from service.limits import Admission
+
+    admission = Admission(1, wait_seconds=30)
+    admission.in_flight += 1  # the one request in flight
+    waiting = asyncio.create_task(admission.wait())
+    await asyncio.sleep(0)  # let it queue
+    assert not waiting.done() and admission.in_flight == 1
+    admission.leave()  # the request in flight ends: its slot passes on
+    assert await waiting is True and admission.in_flight == 1
+    admission.leave()
+    assert admission.in_flight == 0
+
+    brief = Admission(1, wait_seconds=0.01)
+    brief.in_flight += 1
+    assert await brief.wait() is False  # nobody left in time
+    assert brief.in_flight == 1
+    brief.leave()
+    assert brief.in_flight == 0 and not brief._waiters

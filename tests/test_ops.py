@@ -15,9 +15,11 @@ import pytest
 import yaml
 
 from service.config import Settings
-from tests.support.browser import APP_ORIGIN, BFF, walk_login
+from tests.support.browser import APP_ORIGIN, BFF, scrape, walk_login
+from tests.support.servers import until
 
 ROOT = Path(__file__).resolve().parents[1]
+CSRF = {"X-CSRF": "1"}
 
 
 async def test_healthz_and_readyz_are_ok_with_redis_up(browser):
@@ -257,3 +259,31 @@ async def test_a_replica_is_named_read_only(make_bff, log_output):
     assert login.status_code == 503
     causes = [json.loads(x).get("cause") for x in log_output().splitlines() if "redis failed" in x]
     assert causes == ["read-only (a replica)"]
+
+
+async def test_beyond_max_in_flight_requests_are_shed_at_once_and_probes_are_not(make_bff, sandbox):
+    """With BFF_MAX_IN_FLIGHT=1 and one proxied call held by a hanging Telenor: the next API
+    call and a page are refused at once with 503 `overloaded` and Retry-After, counted in
+    bff_errors_total; the probes and the admin listener still answer; once the held call is
+    done, calls are served again."""
+    async with make_bff(max_in_flight=1) as bff, bff.browser() as browser:
+        await walk_login(browser)
+        sandbox.faults.hang = {"user-info"}
+        before = len(sandbox.calls("/user-info/v1/users"))  # the login's subscriber lookup
+        held = asyncio.create_task(browser.get(f"{BFF}/api/web/user-info", headers=CSRF))
+        await until(lambda: len(sandbox.calls("/user-info/v1/users")) > before)
+        shed = await browser.get(f"{BFF}/api/web/device-info", headers=CSRF)
+        assert shed.status_code == 503, shed.text
+        assert shed.headers["retry-after"] == "1"
+        assert shed.headers["content-type"] == "application/problem+json"
+        assert shed.json()["type"].endswith(":overloaded")
+        page = await browser.get(f"{BFF}/auth/web/login?return_to={APP_ORIGIN}/done")
+        assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+        assert (await browser.get(f"{BFF}/healthz")).status_code == 200
+        assert (await browser.get(f"{BFF}/readyz")).status_code == 200
+        # The scrape goes to the admin listener, which is never shed.
+        assert 'bff_errors_total{code="overloaded"} 2.0' in await scrape(browser)
+        sandbox.faults.hang = set()
+        assert (await held).status_code == 504  # Telenor's hang outlasted the BFF's timeout
+        again = await browser.get(f"{BFF}/api/web/device-info", headers=CSRF)
+        assert again.status_code == 200

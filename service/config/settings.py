@@ -205,6 +205,10 @@ class Settings(BaseSettings):
     redis_sentinel_service: str = "mymaster"
     redis_key_prefix: str = "bff:"
     redis_timeout_seconds: float = 1.0
+    # Durable logins: after writing a new session, wait (Redis WAIT, in the same round trip)
+    # until this many replicas hold it, at most the timeout; 0 does not wait.
+    redis_wait_replicas: int = Field(default=0, ge=0, le=16)
+    redis_wait_timeout_ms: int = Field(default=250, ge=1, le=10_000)
     session_keys: SecretStr | None = None
     telenor: TelenorSettings = Field(default_factory=TelenorSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
@@ -229,6 +233,11 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=32768, ge=4096, le=1 << 20)
     max_body_bytes: int = Field(default=16384, ge=1024, le=16 << 20)
     max_upstream_body_bytes: int = Field(default=1 << 20, ge=16384, le=64 << 20)
+    # Requests one process serves at once (0: no limit); one more waits up to
+    # `shed_after_ms` for a slot, then gets 503 `overloaded` with Retry-After (probes and the
+    # admin listener excepted).
+    max_in_flight: int = Field(default=256, ge=0)
+    shed_after_ms: int = Field(default=100, ge=0, le=10_000)
     log_format: Literal["json", "human"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
