@@ -96,6 +96,11 @@ class Metrics:
         self.redis_errors = Counter(
             "bff_redis_errors", "Requests that failed because Redis did not answer", registry=r
         )
+        self.unreplicated_writes = Counter(
+            "bff_redis_unreplicated_writes",
+            "New sessions fewer replicas acknowledged in time than BFF_REDIS_WAIT_REPLICAS asks",
+            registry=r,
+        )
         self.errors = Counter("bff_errors", "Error responses by error code", ["code"], registry=r)
         # Children by label values, so the proxied call skips `labels()` (a lock and a lookup
         # each). The keys are configured apps, allow-listed paths and status classes.

@@ -62,17 +62,20 @@ def failure_class(exc: BaseException) -> str:
     return "unavailable"
 
 
+def _now_and_then(what: str, level: int, message: str, **fields: object) -> None:
+    """A log line of one kind at most once every `LOG_EVERY` seconds per process."""
+    now = time.monotonic()
+    if now - _logged.get(what, -LOG_EVERY) >= LOG_EVERY:
+        _logged[what] = now
+        log.log(level, message, extra={"fields": fields})
+
+
 def unavailable(exc: BaseException | None = None) -> BffError:
     """The 503 a request gets when Redis fails; the cause is logged by class (at most once
     every `LOG_EVERY` seconds per class)."""
     if exc is not None:
         cause = failure_class(exc)
-        now = time.monotonic()
-        if now - _logged.get(cause, -LOG_EVERY) >= LOG_EVERY:
-            _logged[cause] = now
-            log.error(
-                "redis failed", extra={"fields": {"cause": cause, "error": type(exc).__name__}}
-            )
+        _now_and_then(cause, logging.ERROR, "redis failed", cause=cause, error=type(exc).__name__)
     return BffError("store_unavailable", "Try again shortly.", headers={"Retry-After": RETRY_AFTER})
 
 
@@ -83,6 +86,18 @@ async def redis_errors() -> AsyncIterator[None]:
         yield
     except REDIS_FAILURES as exc:
         raise unavailable(exc) from exc
+
+
+def unreplicated(acknowledged: int, wanted: int) -> None:
+    """A write fewer replicas acknowledged in time than `BFF_REDIS_WAIT_REPLICAS` asks for:
+    it stands (the login goes on), but a failover now could lose it."""
+    _now_and_then(
+        "unreplicated",
+        logging.WARNING,
+        "session write not replicated in time",
+        acknowledged=acknowledged,
+        wanted=wanted,
+    )
 
 
 def as_bytes(value: bytes | str | None) -> bytes | None:

@@ -15,7 +15,7 @@ from redis.asyncio import Redis, RedisCluster
 
 from .clock import Clock
 from .crypto import Cipher, digest, new_token
-from .redis import as_bytes, redis_errors
+from .redis import as_bytes, redis_errors, unreplicated
 from .session_index import Entry, SessionIndex
 
 T = TypeVar("T")
@@ -124,8 +124,12 @@ class SessionStore:
         cipher: Cipher,
         max_seconds: int,
         clock: Clock,
+        wait: tuple[int, int] = (0, 0),
+        on_unreplicated: Callable[[], None] = lambda: None,
     ) -> None:
         self._redis = redis
+        self._wait = wait  # (replicas, milliseconds): BFF_REDIS_WAIT_*
+        self._on_unreplicated = on_unreplicated
         self._prefix = prefix + "session:"
         self._cipher = cipher
         self._max = max_seconds
@@ -182,7 +186,8 @@ class SessionStore:
 
     async def create(self, session: Session, via: str = "cookie") -> tuple[str, int, Session]:
         """Store a session under a brand-new id (no fixation) and list it in the index (one
-        pipeline); returns (id, ttl, the session as stored)."""
+        pipeline; with `BFF_REDIS_WAIT_REPLICAS`, its WAIT too, except on a Cluster, where it
+        is a second call to the key's node); returns (id, ttl, the session as stored)."""
         session_id = new_token(32)
         session = replace(session, ref=new_token(16), via=via)
         ttl = self.ttl(session)
@@ -194,7 +199,20 @@ class SessionStore:
             pipe = self._redis.pipeline(transaction=False)
             pipe.set(key, self.seal(session, key), ex=ttl)
             self.index.add_to(pipe, entry, ttl)
-            await pipe.execute()
+            replicas, ms = self._wait
+            cluster = self._redis if isinstance(self._redis, RedisCluster) else None
+            if replicas and cluster is None:
+                pipe.execute_command("WAIT", replicas, ms)
+            replies = await pipe.execute()
+            if replicas:
+                if cluster is not None:
+                    node = cluster.get_node_from_key(key)
+                    acked = await cluster.execute_command("WAIT", replicas, ms, target_nodes=node)
+                else:
+                    acked = replies[-1]
+                if int(acked) < replicas:
+                    unreplicated(int(acked), replicas)
+                    self._on_unreplicated()
         return session_id, ttl, session
 
     def decode(self, blob: bytes | None, key: str) -> Session | None:

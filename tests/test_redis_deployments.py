@@ -11,7 +11,7 @@ import pytest
 import redis as sync_redis
 
 from service.embedded import EmbeddedRedis
-from tests.support.browser import APP_ORIGIN, BFF, bearer_session, walk_login
+from tests.support.browser import APP_ORIGIN, BFF, bearer_session, scrape, walk_login
 from tests.support.servers import LocalCluster, LocalSentinel
 
 CSRF = {"X-CSRF": "1"}
@@ -160,3 +160,32 @@ async def test_redis_stopping_mid_burst_gives_only_503s_and_sessions_survive(
         for b in browsers:
             again = await b.get(f"{BFF}/api/web/user-info", headers=CSRF)
             assert again.status_code == 200, again.text
+
+
+async def test_durable_logins_wait_for_a_replica_and_say_when_none_acknowledged(
+    make_bff, sentinel_with_replica, log_output, prefix
+):
+    """BFF_REDIS_WAIT_REPLICAS=1: the new session is on the replica when the callback answers
+    (WAIT in the write's round trip). With the replica gone, the login still finishes, and the
+    write that no replica acknowledged is counted and logged."""
+    sentinel = sentinel_with_replica
+    assert sentinel.replica is not None
+    deployment = {
+        "redis_sentinels": [sentinel.address],
+        "redis_sentinel_service": sentinel.service,
+        "redis_wait_replicas": 1,
+        "redis_wait_timeout_ms": 200,
+    }
+    replica = sync_redis.Redis(port=sentinel.replica.port)
+    async with make_bff(**deployment) as bff:
+        async with bff.browser() as browser:
+            assert (await walk_login(browser)).final.status_code == 302
+            assert any(True for _ in replica.scan_iter(match=f"{prefix}session:*"))
+            assert "bff_redis_unreplicated_writes_total 0.0" in await scrape(browser)
+        replica.close()
+        sentinel.replica.stop()
+        async with bff.browser() as browser:
+            assert (await walk_login(browser)).final.status_code == 302
+            assert (await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)).status_code == 200
+            assert "bff_redis_unreplicated_writes_total 1.0" in await scrape(browser)
+    assert "session write not replicated in time" in log_output()

@@ -251,6 +251,12 @@ def config_problems(s: Settings) -> list[Problem]:
         warn("no apps configured: set BFF_APPS__<ID>__CLIENT_ID and friends")
     if s.redis_sentinels and s.redis_cluster:
         fatal("BFF_REDIS_CLUSTER and BFF_REDIS_SENTINELS are exclusive")
+    if s.redis_wait_replicas and s.redis_wait_timeout_ms >= s.redis_timeout_seconds * 1000:
+        fatal(
+            f"BFF_REDIS_WAIT_TIMEOUT_MS {s.redis_wait_timeout_ms} must be shorter than "
+            f"BFF_REDIS_TIMEOUT_SECONDS {s.redis_timeout_seconds:g} (the wait would time out the "
+            "connection)"
+        )
     if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         fatal("BFF_REDIS_URL must start with redis://, rediss:// or unix://")
     for app_id, app in s.apps.items():
