@@ -122,8 +122,9 @@ async def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_cl
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as client:
             await wait_ready(client, proc)
             sandbox.faults.latency = {"user-info": 1.5}
+            before = len(sandbox.calls("/user-info/v1/users"))  # the login's subscriber lookup
             slow = asyncio.create_task(client.get("/api/web/user-info"))
-            await until(lambda: bool(sandbox.calls("/user-info/v1/users")))  # at Telenor now
+            await until(lambda: len(sandbox.calls("/user-info/v1/users")) > before)  # at Telenor
             proc.send_signal(signal.SIGTERM)
             while not _refuses(port):  # new connections are refused while it drains
                 assert not slow.done(), "the listener stayed open for the whole request"

@@ -178,12 +178,22 @@ class LocalSentinel:
     """A primary (and with `replica`, one replica of it) and one Sentinel watching it as
     `mymaster`; `failover()` makes Sentinel promote the replica."""
 
-    def __init__(self, service: str = "mymaster", replica: bool = False) -> None:
+    def __init__(
+        self,
+        service: str = "mymaster",
+        replica: bool = False,
+        *,
+        durable: bool = False,
+        down_after_ms: int = 5000,
+    ) -> None:
         self.service = service
+        self.down_after_ms = down_after_ms
+        # With `durable`, each node keeps its data across a stop (AOF, fsync always).
+        keep = ("--appendonly", "yes", "--appendfsync", "always") if durable else ()
         # Redis waits 5 s by default before it streams a first sync to a replica.
-        self.primary = EmbeddedRedis(None, "--repl-diskless-sync-delay", "0")
+        self.primary = EmbeddedRedis(None, "--repl-diskless-sync-delay", "0", *keep)
         self.replica = (
-            EmbeddedRedis(None, "--replicaof", "127.0.0.1", str(self.primary.port))
+            EmbeddedRedis(None, "--replicaof", "127.0.0.1", str(self.primary.port), *keep)
             if replica
             else None
         )
@@ -207,7 +217,8 @@ class LocalSentinel:
         conf.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
             f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 1\n"
-            f"sentinel down-after-milliseconds {self.service} 5000\n"
+            f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {self.service} 10000\n"
         )
         self._proc = subprocess.Popen(
             [server_binary(), str(conf), "--sentinel"],
@@ -254,6 +265,14 @@ class LocalSentinel:
             sentinel.close()
             old.close()
             new.close()
+
+    def primary_now(self) -> int:
+        """The port Sentinel names as the primary now."""
+        sentinel = redis.Redis(port=self.port, decode_responses=True)
+        try:
+            return int(sentinel.sentinel_get_master_addr_by_name(self.service)[1])
+        finally:
+            sentinel.close()
 
     def _failover_started(self, sentinel: redis.Redis) -> bool:
         try:
