@@ -190,8 +190,14 @@ def set_cookies(response: httpx.Response) -> dict[str, str]:
     return jar
 
 
-async def login_cycle(client: httpx.AsyncClient, bff: str, msisdn: str = "4790000001") -> str:
-    """start → sandbox (network auth) → consent → callback; returns the session id."""
+async def login_cycle(
+    client: httpx.AsyncClient,
+    bff: str,
+    msisdn: str = "4790000001",
+    callback_times: list[float] | None = None,
+) -> str:
+    """start → sandbox (network auth) → consent → callback; returns the session id (and adds
+    the callback's duration, where the session is written, to `callback_times`)."""
     https = {"X-Forwarded-Proto": "https"}
     r = await client.get(
         f"{bff}/auth/bench/login", params={"return_to": f"{APP_ORIGIN}/done"}, headers=https
@@ -203,9 +209,12 @@ async def login_cycle(client: httpx.AsyncClient, bff: str, msisdn: str = "479000
     r = await client.post(consent, data={"decision": "approve"})
     callback = urlsplit(r.headers["location"])
     cookie = "; ".join(f"{k}={v}" for k, v in binding.items())
+    began = time.perf_counter()
     r = await client.get(
         f"{bff}{callback.path}?{callback.query}", headers={**https, "Cookie": cookie}
     )
+    if callback_times is not None:
+        callback_times.append(time.perf_counter() - began)
     assert r.status_code == 302, r.text
     return set_cookies(r)[COOKIE]
 

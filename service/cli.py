@@ -21,6 +21,9 @@ from fastapi import FastAPI
 from .config import Problem, Settings, generate_key, load_settings
 
 GC_THRESHOLDS = (20_000, 50, 100)
+# On SIGTERM: how long in-flight requests may take to finish (a pod's grace period must be
+# longer, with its preStop pause added: deploy/kubernetes/deployment.yaml).
+DRAIN_SECONDS = 20
 
 
 def factory() -> FastAPI:
@@ -209,7 +212,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         h11_max_incomplete_event_size=settings.max_header_bytes,
         proxy_headers=False,  # the app applies BFF_TRUSTED_PROXIES itself
         server_header=False,
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=DRAIN_SECONDS,
         log_config=None,  # the factory routes uvicorn's loggers through ours
         access_log=False,  # the edge writes one line per request, with its request id
     )
