@@ -53,7 +53,7 @@ class Edge:
         plain_http: PlainHttp,
         browser: BrowserPolicy,
         max_body: int,
-        admission: Admission | None = None,
+        admission: Admission,
         responder: Responder,
         access_log: AccessLog,
         routes: Sequence[Any],
@@ -64,7 +64,7 @@ class Edge:
         self._plain_http = plain_http if plain_http.active else None
         self._browser = browser
         self._max_body = max_body
-        self.admission = admission or Admission(0, 0)
+        self.admission = admission
         self._responder = responder
         self._access = access_log
         self._routes = routes  # Starlette routes: what names a request refused before routing
