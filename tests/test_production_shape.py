@@ -59,9 +59,26 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+_terminal: list[Any] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_to_the_terminal(pytestconfig: pytest.Config) -> None:
+    plugins = pytestconfig.pluginmanager
+    _terminal[:] = [plugins.getplugin("terminalreporter"), plugins.getplugin("capturemanager")]
+
+
 def say(text: str) -> None:
-    """Figures for the test output (pytest shows them with -s, and in the CI log's summary)."""
-    print(f"\n[production shape] {text}", flush=True)
+    """Figures for the test output: written to pytest's terminal, past its output capture,
+    so that every run (CI's included) shows them."""
+    line = f"[production shape] {text}"
+    if not _terminal or None in _terminal:
+        print(line, flush=True)
+        return
+    reporter, capture = _terminal
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        reporter.write_line(line)
 
 
 @pytest.fixture(scope="module")
