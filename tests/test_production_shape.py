@@ -53,10 +53,9 @@ PLAYWRIGHT_FEATURES_OFF = (
     "msForceBrowserSignIn,msEdgeUpdateLaunchServicesPreferredVersion"
 )
 
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and shutil.which("nginx") and shutil.which("certutil")),
-    reason="needs chromium, nginx and certutil: ./scripts/test installs them",
-)
+# No skip: without nginx, certutil or Chromium (./scripts/test installs all three) the rig
+# fails to start, and says which is missing.
+MISSING = [name for name in ("nginx", "certutil", "chromium") if not shutil.which(name)]
 
 
 _terminal: list[Any] = []
@@ -83,6 +82,7 @@ def say(text: str) -> None:
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
+    assert not MISSING, f"not installed: {', '.join(MISSING)} (./scripts/test installs them)"
     # One generator plays every user from one address: the per-session API limit would count
     # its thousands of calls per minute against a handful of sessions.
     shape = Rig(env_overrides={"BFF_RATE_LIMIT_API_PER_MINUTE": "1000000"}).start()

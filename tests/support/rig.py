@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -390,7 +391,9 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, seconds: f
 
 
 def main() -> int:
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # (a blocked mask would pass to the children)
+        signal.signal(sig, lambda *_: stop.set())
     rig = Rig()
     try:
         rig.start()
@@ -399,7 +402,8 @@ def main() -> int:
         return 1
     print("The production shape is up:\n" + rig.describe() + "\nCtrl-C stops it.", flush=True)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while not stop.wait(0.5):
+            pass
     finally:
         rig.close()
     return 0
