@@ -7,8 +7,6 @@ leaves a screenshot of its end state in artifacts/browser/.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,21 +21,8 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from service.app import create_app
 from service.dev import dev_settings
 from service.sandbox import Sandbox
+from tests.support.chromium import ARTIFACTS, CHROMIUM, FLAGS
 from tests.support.servers import ThreadedServer, free_port
-
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = Path(os.environ.get("BFF_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# As the machine-kind notes advise: no sandbox as root, and nothing phoning home.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 if not Path(CHROMIUM).exists():  # scripts/test installs it; a bare `pytest` may not have it
     pytest.skip(

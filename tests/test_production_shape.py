@@ -25,24 +25,13 @@ from playwright.async_api import Browser, BrowserContext, Page, Request, async_p
 
 from bench.load import Load, run
 from bench.overload import overload, sweep
+from tests.support.chromium import ARTIFACTS, CHROMIUM, FLAGS
 from tests.support.rig import APP_HOST, BFF_HOST, ENTRY_HOST, TELENOR_HOST, Rig
 from tests.support.servers import until
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = Path(os.environ.get("BFF_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 COOKIE = "__Host-Http-bff-web"
 USER_INFO = "/api/web/user-info"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP *.example.no 127.0.0.1",
-]
+RIG_FLAGS = [*FLAGS, "--host-resolver-rules=MAP *.example.no 127.0.0.1"]
 # Playwright turns Chromium's HTTPS-Upgrades off (its own default); a test that wants the
 # browser as users get it drops that one default argument and keeps the rest.
 PLAYWRIGHT_FEATURES_OFF = (
@@ -194,7 +183,7 @@ def nssdb(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 async def chromium(nssdb: Path, upgrades: bool) -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
-        args = list(FLAGS)
+        args = list(RIG_FLAGS)
         ignore: list[str] = []
         if upgrades:  # Chromium as shipped: HTTPS-Upgrades on
             ignore = [f"--disable-features={PLAYWRIGHT_FEATURES_OFF}"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from service.embedded import free_port
+from service.embedded import end_process, free_port
 from tests.conftest import APPS, KEYS
 from tests.support.browser import ADMIN_TOKEN, walk_login
 from tests.support.servers import until
@@ -93,13 +93,7 @@ async def wait_ready(client: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -
 
 
 def stop(proc: subprocess.Popen[bytes]) -> str:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    end_process(proc, 20)
     output = proc.stdout.read().decode() if proc.stdout else ""
     if proc.stdout:
         proc.stdout.close()

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from service.config import generate_key
-from service.embedded import free_port
+from service.embedded import end_process, free_port
 from tests.support.servers import LocalSentinel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,13 +262,7 @@ class Rig:
 
     def close(self) -> None:
         for proc in (self._nginx, *(r.proc for r in self.replicas), self._sandbox):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            end_process(proc, 10)
         if self.redis is not None:
             self.redis.close()
         shutil.rmtree(self.dir, ignore_errors=True)

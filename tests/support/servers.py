@@ -17,7 +17,7 @@ from typing import Any
 import redis
 import uvicorn
 
-from service.embedded import EmbeddedRedis, free_port, server_binary
+from service.embedded import EmbeddedRedis, end_process, free_port, server_binary
 
 
 def _pong(host: str, port: int) -> bool:
@@ -284,9 +284,7 @@ class LocalSentinel:
         return True
 
     def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            self._proc.wait(5)
+        end_process(self._proc)
         if self.replica is not None:
             self.replica.close()
         self.primary.close()
