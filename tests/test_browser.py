@@ -7,6 +7,8 @@ leaves a screenshot of its end state in artifacts/browser/.
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,8 +23,8 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from service.app import create_app
 from service.dev import dev_settings
 from service.sandbox import Sandbox
-from tests.support.chromium import ARTIFACTS, CHROMIUM, FLAGS
-from tests.support.servers import ThreadedServer, free_port
+from tests.support.chromium import ARTIFACTS, CHROMIUM, FLAGS, ROOT
+from tests.support.servers import ThreadedServer, free_port, until
 
 if not Path(CHROMIUM).exists():  # scripts/test installs it; a bare `pytest` may not have it
     pytest.skip(
@@ -111,7 +113,7 @@ async def to_consent_by_ussd(page: Page, dev: Dev, msisdn: str) -> list[str]:
             f"{dev.sandbox_url}/sandbox/ussd/{attempt}", json={"answer": "1", "msisdn": msisdn}
         )
         assert answer.json() == {"status": "identified"}
-    # The waiting page polls (meta refresh) and lands on the consent page without a click.
+    # The waiting page polls (a script, no reload) and lands on the consent page without a click.
     await expect(page.locator("#approve")).to_be_visible(timeout=10_000)
     return urls
 
@@ -201,3 +203,104 @@ async def test_logout_ends_the_session_and_the_form_no_longer_fills(
     cookies = {c["name"] for c in await context.cookies()}
     assert "bff-demo" not in cookies
     await shot(page, "logged-out")
+
+
+# -- accessibility: axe-core on every page ---------------------------------------------------
+
+AXE = Path(os.environ.get("BFF_AXE_JS", ROOT / ".npm" / "node_modules" / "axe-core" / "axe.min.js"))
+
+
+def axe_source() -> str:
+    assert AXE.exists(), f"{AXE} is missing: ./scripts/test installs axe-core with npm"
+    return AXE.read_text()
+
+
+def keep(name: str, violations: list[dict[str, object]]) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"axe-{name}.json").write_text(json.dumps(violations, indent=2))
+
+
+async def serious_violations(page: Page, name: str) -> list[dict[str, object]]:
+    """axe-core's serious and critical violations on the page as it is now; the full result
+    and a screenshot go to artifacts/browser/."""
+    await page.add_script_tag(content=axe_source())
+    violations: list[dict[str, object]] = await page.evaluate(
+        """async () => (await axe.run(document)).violations.map(v => ({
+            id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.html)}))"""
+    )
+    keep(name, violations)
+    await shot(page, f"axe-{name}")
+    return [v for v in violations if v["impact"] in ("serious", "critical")]
+
+
+async def test_every_page_has_no_serious_or_critical_accessibility_violation(
+    chromium: Browser, dev: Dev
+) -> None:
+    """The demo signed out and in, the USSD waiting page, the consent page, and the error page
+    in Norwegian and English: 0 serious or critical axe-core violations on each."""
+    found: dict[str, list[dict[str, object]]] = {}
+    ctx = await chromium.new_context(locale="nb-NO", bypass_csp=True)  # to inject axe
+    try:
+        page = await ctx.new_page()
+        await page.goto(f"{dev.url}/demo")
+        await expect(page.locator("#status")).to_have_text("Ikke logget inn")
+        found["demo-signed-out"] = await serious_violations(page, "demo-signed-out")
+        await page.click("#fill")
+        await expect(page.locator("#ussd-title")).to_be_visible()
+        found["ussd-waiting"] = await serious_violations(page, "ussd-waiting")
+        attempt = page.url.rsplit("/", 1)[1]
+        async with httpx.AsyncClient() as phone:
+            await phone.post(
+                f"{dev.sandbox_url}/sandbox/ussd/{attempt}",
+                json={"answer": "1", "msisdn": "4790000001"},
+            )
+        await expect(page.locator("#approve")).to_be_visible(timeout=10_000)
+        found["consent"] = await serious_violations(page, "consent")
+        await page.click("#approve")
+        await expect(page.locator("#status")).to_contain_text("Logget inn")
+        found["demo-signed-in"] = await serious_violations(page, "demo-signed-in")
+    finally:
+        await ctx.close()
+    for locale in ("nb-NO", "en-GB"):
+        ctx = await chromium.new_context(locale=locale, bypass_csp=True)
+        try:
+            page = await ctx.new_page()
+            await page.goto(f"{dev.url}/auth/demo/callback")  # no state: login_expired
+            await expect(page.locator("main[data-error=login_expired]")).to_be_visible()
+            found[f"error-{locale[:2]}"] = await serious_violations(page, f"error-{locale[:2]}")
+        finally:
+            await ctx.close()
+    assert set(found) == {
+        "demo-signed-out",
+        "ussd-waiting",
+        "consent",
+        "demo-signed-in",
+        "error-nb",
+        "error-en",
+    }
+    assert found == {page: [] for page in found}, found
+
+
+async def test_the_ussd_page_polls_without_reloading_and_keeps_the_choice(
+    context: BrowserContext, dev: Dev
+) -> None:
+    """While it waits, the page asks the sandbox for the outcome (no reload: the simulated
+    phone's choice and the focus stay), in a live region that then says what happened."""
+    page = await context.new_page()
+    await page.goto(f"{dev.url}/demo")
+    await page.click("#fill")
+    await expect(page.locator("#ussd-title")).to_be_visible()
+    attempt = page.url.rsplit("/", 1)[1]
+    status_path = f"/sandbox/ussd/{attempt}/status"
+    loads = visited(page)
+    await page.select_option("select[name=msisdn]", "4790000003")
+    await page.focus("select[name=msisdn]")
+    await until(lambda: len(dev.sandbox.calls(status_path)) >= 2)  # it polled twice
+    assert loads == []  # and never reloaded
+    await expect(page.locator("select[name=msisdn]")).to_have_value("4790000003")
+    await expect(page.locator("select[name=msisdn]")).to_be_focused()
+    live = page.locator("#ussd-status")
+    await expect(live).to_have_attribute("aria-live", "polite")
+    await expect(live).to_have_attribute("role", "status")
+    await page.click("#ussd-accept")  # the simulated phone answers 1 (a form post)
+    await expect(page.locator("#approve")).to_be_visible(timeout=10_000)

@@ -95,6 +95,20 @@ async def ussd_page(attempt_id: str, request: Request) -> Response:
     return sandbox.page(request, "ussd.html", attempt=attempt, subscribers=SUBSCRIBERS.values())
 
 
+@router.get("/sandbox/ussd/{attempt_id}/status")
+async def ussd_status(attempt_id: str, request: Request) -> JSONResponse:
+    """What the waiting page polls: pending, identified, declined or expired."""
+    sandbox = _sandbox(request)
+    attempt = sandbox.attempts.get(attempt_id)
+    if attempt is None or attempt.status == "done":
+        return JSONResponse({"status": "expired"})
+    if attempt.status == "pending" and (
+        sandbox.clock() - attempt.created_at > sandbox.settings.ussd_timeout_seconds
+    ):
+        return JSONResponse({"status": "expired"})
+    return JSONResponse({"status": attempt.status}, headers={"Cache-Control": "no-store"})
+
+
 @router.post("/sandbox/ussd/{attempt_id}")
 async def ussd_answer(attempt_id: str, request: Request) -> Response:
     sandbox = _sandbox(request)
