@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -304,3 +305,28 @@ async def test_the_ussd_page_polls_without_reloading_and_keeps_the_choice(
     await expect(live).to_have_attribute("role", "status")
     await page.click("#ussd-accept")  # the simulated phone answers 1 (a form post)
     await expect(page.locator("#approve")).to_be_visible(timeout=10_000)
+
+
+async def test_the_demo_fits_a_360_px_screen_and_speaks_in_words(
+    chromium: Browser, dev: Dev
+) -> None:
+    """At 360 px nothing runs off the side; the session's end and a login's error code are
+    said in words (the code stays beside them, for developers)."""
+    ctx = await chromium.new_context(locale="nb-NO", viewport={"width": 360, "height": 740})
+    try:
+        page = await ctx.new_page()
+        await to_consent_by_network(page, dev, "4790000002")
+        await page.click("#approve")
+        status = page.locator("#status")
+        await expect(status).to_have_text(
+            re.compile(r"Logget inn \(utløper om \d+ (time|timer|minutt|minutter)\)")
+        )
+        wide = await page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= 360, wide
+        await shot(page, "demo-360-signed-in")
+        await page.goto(f"{dev.url}/demo?error=access_denied")
+        await expect(page.locator("#error")).to_have_text(
+            "Innlogging avbrutt: du avslo (access_denied)"
+        )
+    finally:
+        await ctx.close()
