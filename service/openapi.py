@@ -18,6 +18,33 @@ from .models import Problem
 from .proxy_routes import PROXIED_ROUTES, ProxiedRoute
 
 ADMIN_LISTENER = frozenset({"/metrics"})
+# How a caller proves who it is; each route declares which it needs (`openapi_extra`).
+SECURITY_SCHEMES = {
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "__Host-Http-bff-{app}",
+        "description": "The HttpOnly session cookie the BFF sets when a browser signs in "
+        "(`{app}` is the app id; the browser sends it, scripts cannot read it). A call with "
+        "it also needs `X-CSRF: 1`.",
+    },
+    "csrfHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-CSRF",
+        "description": "`1` on every cookie-authenticated call: a custom header makes the "
+        "browser ask first (a CORS preflight), which only the app's origins pass.",
+    },
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The opaque session token a mobile app received for its login.",
+    },
+}
+SIGNED_IN: list[dict[str, list[str]]] = [{"sessionCookie": [], "csrfHeader": []}, {"bearer": []}]
+SIGNED_IN_OR_NOT = [*SIGNED_IN, {}]  # answers either way, differently
+PUBLIC: list[dict[str, list[str]]] = []
+SERVERS = [{"url": "/", "description": "The BFF itself, at its BFF_PUBLIC_URL"}]
 # What a proxied call can answer besides 200: the problems of `errors.CATALOG` it can meet.
 PROXIED_PROBLEMS = {
     "401": "Not signed in, the session has ended, or X-CSRF is missing with a cookie",
@@ -40,11 +67,29 @@ def openapi_document(app: FastAPI, routes: Sequence[BaseRoute]) -> dict[str, Any
             # /metrics is the admin listener's (in production): in the admin document.
             routes=[r for r in routes if getattr(r, "path", "") not in ADMIN_LISTENER],
         )
-        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        spec["servers"] = SERVERS
+        components = spec.setdefault("components", {})
+        components["securitySchemes"] = SECURITY_SCHEMES
+        schemas = components.setdefault("schemas", {})
         for route in PROXIED_ROUTES:
             spec["paths"][route.openapi_path] = {"get": _operation(route, schemas)}
+        _problems_as_problem_json(spec)
         app.openapi_schema = spec
     return app.openapi_schema
+
+
+def _problems_as_problem_json(spec: dict[str, Any]) -> None:
+    """FastAPI files a response model under the route's media type (application/json); the
+    API answers every error as application/problem+json, and only that, so the schema goes
+    there (a generated client then types its errors)."""
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[0] in "45" and "application/json" in content:
+                    schema = content.pop("application/json").get("schema")
+                    if schema is not None:
+                        content["application/problem+json"] = {"schema": schema}
 
 
 def admin_document(app: FastAPI) -> dict[str, Any]:
@@ -82,6 +127,7 @@ def _operation(route: ProxiedRoute, schemas: dict[str, Any]) -> dict[str, Any]:
     return {
         "tags": ["api"],
         "operationId": route.operation_id,
+        "security": SIGNED_IN,
         "summary": route.summary,
         "parameters": parameters,
         "responses": responses,

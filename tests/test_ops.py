@@ -287,3 +287,47 @@ async def test_beyond_max_in_flight_requests_are_shed_at_once_and_probes_are_not
         assert (await held).status_code == 504  # Telenor's hang outlasted the BFF's timeout
         again = await browser.get(f"{BFF}/api/web/device-info", headers=CSRF)
         assert again.status_code == 200
+
+
+REDOCLY = ROOT / ".npm" / "node_modules" / ".bin" / "redocly"
+
+
+def test_the_openapi_document_passes_redocly_lint_with_the_recommended_rules():
+    """`redocly lint` (recommended rules, the CLI from npm that scripts/test installs): 0 errors."""
+    assert REDOCLY.exists(), f"{REDOCLY} is missing: ./scripts/test installs it with npm"
+    run = subprocess.run(
+        [str(REDOCLY), "lint", "openapi/openapi.json", "--format=summary"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "REDOCLY_TELEMETRY": "off", "REDOCLY_SUPPRESS_UPDATE_NOTICE": "true"},
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert not [line for line in run.stdout.splitlines() if line.startswith("error")]
+
+
+def test_the_openapi_document_names_operations_types_errors_and_says_who_may_call():
+    """What a generated client needs: a named operation each, every error a Problem on
+    application/problem+json, and the security each operation needs (none, or the session:
+    cookie + X-CSRF, or bearer)."""
+    doc = json.loads((ROOT / "openapi" / "openapi.json").read_text())
+    assert set(doc["components"]["securitySchemes"]) == {"sessionCookie", "csrfHeader", "bearer"}
+    assert doc["servers"]
+    ids = []
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            ids.append(operation["operationId"])
+            assert "_" not in operation["operationId"], (method, path)
+            assert "security" in operation, (method, path)
+            for status, response in operation["responses"].items():
+                if status[0] in "45":
+                    assert "application/json" not in response.get("content", {}), (path, status)
+    assert len(ids) == len(set(ids))
+    ops = {(m, p): o for p, v in doc["paths"].items() for m, o in v.items()}
+    signed_in = [{"sessionCookie": [], "csrfHeader": []}, {"bearer": []}]
+    assert ops[("get", "/api/{app}/user-info")]["security"] == signed_in
+    assert ops[("post", "/api/{app}/session/revoke-all")]["security"] == signed_in
+    assert ops[("post", "/api/{app}/auth/start")]["security"] == []
+    problem = ops[("get", "/api/{app}/user-info")]["responses"]["401"]["content"]
+    assert problem["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}

@@ -24,6 +24,7 @@ from ..models import (
     StartRequest,
     StartResponse,
 )
+from ..openapi import PUBLIC, SIGNED_IN, SIGNED_IN_OR_NOT
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -42,7 +43,12 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-@router.post("/api/{app}/auth/start", response_model=StartResponse)
+@router.post(
+    "/api/{app}/auth/start",
+    response_model=StartResponse,
+    operation_id="startLogin",
+    openapi_extra={"security": PUBLIC},
+)
 async def start(app: str, body: StartRequest, req: RequestDep, services: ServicesDep) -> Response:
     """Start a login for an app that opens the browser itself; sets the login-binding cookie."""
     started = await services.flow.start(
@@ -62,7 +68,12 @@ async def start(app: str, body: StartRequest, req: RequestDep, services: Service
     return response
 
 
-@router.get("/api/{app}/session", response_model=SessionStatus)
+@router.get(
+    "/api/{app}/session",
+    response_model=SessionStatus,
+    operation_id="getSession",
+    openapi_extra={"security": SIGNED_IN_OR_NOT},
+)
 async def session(app: str, req: RequestDep, services: ServicesDep) -> Response:
     """Whether the caller is signed in to this app (200 either way)."""
     cfg = services.flow.app(app)
@@ -84,7 +95,12 @@ async def session(app: str, req: RequestDep, services: ServicesDep) -> Response:
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
-@router.post("/api/{app}/session/revoke-all", response_model=RevokeAllResponse)
+@router.post(
+    "/api/{app}/session/revoke-all",
+    response_model=RevokeAllResponse,
+    operation_id="revokeAllSessions",
+    openapi_extra={"security": SIGNED_IN},
+)
 async def revoke_all(app: str, req: RequestDep, services: ServicesDep) -> Response:
     """Sign out on all devices: end every session of the caller's subscriber in this app (the
     caller's own included). Cookie callers need `X-CSRF: 1`, as for every cookie call."""
@@ -96,7 +112,12 @@ async def revoke_all(app: str, req: RequestDep, services: ServicesDep) -> Respon
     return response
 
 
-@router.post("/api/{app}/session/handoff", response_model=HandoffResponse)
+@router.post(
+    "/api/{app}/session/handoff",
+    response_model=HandoffResponse,
+    operation_id="redeemHandoff",
+    openapi_extra={"security": PUBLIC},
+)
 async def handoff(app: str, body: HandoffRequest, services: ServicesDep) -> Response:
     """Redeem a one-time handoff code (with its PKCE verifier) for a bearer session token."""
     services.flow.app(app)

@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..deps import RequestDep, ServicesDep
 from ..flow import START_PARAMS, LoginStart
+from ..openapi import PUBLIC, SIGNED_IN_OR_NOT
 from .api import PROBLEMS
 
 PAGES: dict[int | str, dict[str, Any]] = {
@@ -24,7 +25,14 @@ PAGES: dict[int | str, dict[str, Any]] = {
 router = APIRouter(tags=["browser flow"])
 
 
-@router.get("/auth/{app}/login", status_code=302, response_class=RedirectResponse, responses=PAGES)
+@router.get(
+    "/auth/{app}/login",
+    status_code=302,
+    response_class=RedirectResponse,
+    responses=PAGES,
+    operation_id="beginBrowserLogin",
+    openapi_extra={"security": PUBLIC},
+)
 async def login(
     app: str,
     request: Request,
@@ -63,7 +71,12 @@ async def login(
 
 
 @router.get(
-    "/auth/{app}/network", status_code=302, response_class=RedirectResponse, responses=PAGES
+    "/auth/{app}/network",
+    status_code=302,
+    response_class=RedirectResponse,
+    responses=PAGES,
+    operation_id="leaveNetworkEntry",
+    openapi_extra={"security": PUBLIC},
 )
 async def network(app: str, services: ServicesDep, state: str = "") -> Response:
     """The network-authentication entry's last hop: from plain http to Telenor's authorize
@@ -79,7 +92,12 @@ def _redirect(url: str) -> Response:
 
 
 @router.get(
-    "/auth/{app}/callback", status_code=302, response_class=RedirectResponse, responses=PAGES
+    "/auth/{app}/callback",
+    status_code=302,
+    response_class=RedirectResponse,
+    responses=PAGES,
+    operation_id="finishBrowserLogin",
+    openapi_extra={"security": PUBLIC},
 )
 async def callback(app: str, request: Request, req: RequestDep, services: ServicesDep) -> Response:
     """The callback registered at Telenor: check state and browser, redeem the code, sign in."""
@@ -91,7 +109,14 @@ async def callback(app: str, request: Request, req: RequestDep, services: Servic
     return response
 
 
-@router.post("/auth/{app}/logout", status_code=204, response_class=Response, responses=PROBLEMS)
+@router.post(
+    "/auth/{app}/logout",
+    status_code=204,
+    response_class=Response,
+    responses=PROBLEMS,
+    operation_id="logout",
+    openapi_extra={"security": SIGNED_IN_OR_NOT},
+)
 async def logout(
     app: str, req: RequestDep, services: ServicesDep, background: BackgroundTasks
 ) -> Response:

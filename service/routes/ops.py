@@ -12,18 +12,24 @@ from starlette.responses import JSONResponse, Response
 from ..deps import ServicesDep
 from ..errors import BffError
 from ..events import event
+from ..openapi import PUBLIC
 from ..redis import failure_class
 
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", operation_id="getHealth", openapi_extra={"security": PUBLIC})
 async def healthz() -> dict[str, str]:
     """The process is alive; touches nothing."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "A dependency is down"}})
+@router.get(
+    "/readyz",
+    responses={503: {"description": "A dependency is down"}},
+    operation_id="getReadiness",
+    openapi_extra={"security": PUBLIC},
+)
 async def readyz(services: ServicesDep) -> Response:
     """Ready when every dependency answers within its timeout (today: Redis PING)."""
     failed = []
