@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import CATALOG, PROBLEM_TYPE
+
 
 class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -76,7 +78,8 @@ class RevocationResult(BaseModel):
 class Problem(BaseModel):
     """RFC 9457 problem details."""
 
-    type: str
+    # One URN per catalogue code, as an enum: a generated client can switch on it.
+    type: str = Field(json_schema_extra={"enum": [PROBLEM_TYPE + code for code in CATALOG]})
     title: str
     status: int
     detail: str | None = None

@@ -420,6 +420,10 @@ async def test_sessions_survive_a_redis_restart_with_persistence(rig: Rig, sessi
     sentinel = sync_redis.Redis(port=rig.redis.port, decode_responses=True)
     await until(lambda: replica.info("replication")["master_link_status"] == "up", 15)
     await until(lambda: sentinel.sentinel_master(rig.redis.service)["flags"] == "master", 15)
+    # ... and the replica acknowledges writes again (after a full resync it may be busy a while).
+    primary = sync_redis.Redis(port=rig.redis.primary.port)
+    await until(lambda: primary.wait(1, 100) == 1, 15)
+    primary.close()
     replica.close()
     sentinel.close()
     lost = await still_signed_in(rig, sessions)

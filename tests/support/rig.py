@@ -295,6 +295,8 @@ class Rig:
             "BFF_REDIS_SENTINELS": self.redis.address,
             "BFF_REDIS_SENTINEL_SERVICE": self.redis.service,
             "BFF_REDIS_WAIT_REPLICAS": "1",
+            # Above the 250 ms default: this Redis shares two busy CPUs with the whole rig.
+            "BFF_REDIS_WAIT_TIMEOUT_MS": "500",
             "BFF_TRUSTED_PROXIES": "127.0.0.1",
             # Telenor's authorize page is reached by the browser (through nginx: http for
             # network authentication); the token, logout and API calls go straight to it.
