@@ -404,9 +404,23 @@ async def test_a_killed_replica_costs_no_idempotent_get(rig: Rig, sessions: list
     await asyncio.to_thread(rig.start_replica, victim)
 
 
+def acknowledged(rig: Rig) -> bool:
+    """The node Sentinel names as primary gets a replica's acknowledgement within 100 ms."""
+    assert rig.redis is not None
+    try:
+        primary = sync_redis.Redis(port=rig.redis.primary_now())
+        try:
+            return int(primary.wait(1, 100)) == 1
+        finally:
+            primary.close()
+    except sync_redis.RedisError:  # mid-switch: a replica, or not up yet
+        return False
+
+
 async def test_sessions_survive_a_redis_restart_with_persistence(rig: Rig, sessions: list[str]):
     """Stop both Redis nodes (AOF) and start them again: the sessions are there."""
     assert rig.redis is not None and rig.redis.replica is not None
+    before, _ = rig.redis.by_role()
     nodes = (rig.redis.replica, rig.redis.primary)
     for node in nodes:
         await asyncio.to_thread(node.stop)
@@ -414,20 +428,20 @@ async def test_sessions_survive_a_redis_restart_with_persistence(rig: Rig, sessi
         down = await browser.get(f"https://{BFF_HOST}/readyz")
     for node in reversed(nodes):
         await asyncio.to_thread(node.start)
-    # Healthy again: Sentinel no longer flags the primary as down (until it does, the BFF
-    # answers 503: redis-py asks Sentinel, which names no primary), the replica in sync.
-    replica = sync_redis.Redis(port=rig.redis.replica.port)
+    # Healthy again: Sentinel no longer flags the primary as down (until then the BFF answers
+    # 503: redis-py asks Sentinel, which names no primary), and whichever node it names now
+    # (it may have promoted the other) has a replica acknowledging its writes.
     sentinel = sync_redis.Redis(port=rig.redis.port, decode_responses=True)
-    await until(lambda: replica.info("replication")["master_link_status"] == "up", 15)
     await until(lambda: sentinel.sentinel_master(rig.redis.service)["flags"] == "master", 15)
-    # ... and the replica acknowledges writes again (after a full resync it may be busy a while).
-    primary = sync_redis.Redis(port=rig.redis.primary.port)
-    await until(lambda: primary.wait(1, 100) == 1, 15)
-    primary.close()
-    replica.close()
     sentinel.close()
+    await until(lambda: acknowledged(rig), 15)
     lost = await still_signed_in(rig, sessions)
-    say(f"Redis restart with persistence: /readyz while down {down.status_code}; lost {lost}")
+    after, _ = rig.redis.by_role()
+    same = "the same node" if after is before else "the other node (Sentinel promoted it)"
+    say(
+        f"Redis restart with persistence: /readyz while down {down.status_code}; "
+        f"primary afterwards: {same}; sessions lost {lost}"
+    )
     assert down.status_code == 503 and lost == 0
 
 
@@ -443,7 +457,8 @@ async def test_losing_the_redis_primary_gives_only_503s_and_loses_no_session(
     assert await unreplicated(rig) == before  # its write reached the replica in time
     say(f"Redis primary lost: session writes no replica acknowledged in time so far: {before:g}")
     everyone = [*sessions, fresh]
-    old = rig.redis.primary.port
+    primary, replica = rig.redis.by_role()
+    old = primary.port
     recovered: list[float] = []
 
     def back() -> bool:
@@ -453,7 +468,6 @@ async def test_losing_the_redis_primary_gives_only_503s_and_loses_no_session(
         return time.monotonic() - recovered[0] > 2  # two seconds of traffic after it
 
     killed_at = time.monotonic()
-    primary = rig.redis.primary
     assert primary._proc is not None
     primary._proc.kill()
     load = await through_nginx(rig, everyone, 30, request_timeout=5, until=back)
@@ -471,9 +485,9 @@ async def test_losing_the_redis_primary_gives_only_503s_and_loses_no_session(
     assert set(statuses) <= {200, 503}, statuses  # no 500, no timeout (0)
     assert all(o.retry_after for o in load.outcomes if o.status == 503)
     assert load.outcomes[-1].status == 200 and lost == 0
-    replica = sync_redis.Redis(port=rig.redis.replica.port)
-    assert replica.info("replication")["role"] == "master"
-    replica.close()
+    promoted = sync_redis.Redis(port=replica.port)
+    assert promoted.info("replication")["role"] == "master"
+    promoted.close()
 
 
 # -- overload -----------------------------------------------------------------------------

@@ -276,6 +276,14 @@ class LocalSentinel:
         finally:
             sentinel.close()
 
+    def by_role(self) -> tuple[EmbeddedRedis, EmbeddedRedis]:
+        """(the node Sentinel names as the primary now, the other one): after a restart of
+        both, Sentinel may have promoted either."""
+        assert self.replica is not None
+        if self.primary_now() == self.replica.port:
+            return self.replica, self.primary
+        return self.primary, self.replica
+
     def _failover_started(self, sentinel: redis.Redis) -> bool:
         try:
             sentinel.execute_command("SENTINEL", "FAILOVER", self.service)
