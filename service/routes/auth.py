@@ -6,7 +6,8 @@ request's surface), never JSON and never a stack trace.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, BackgroundTasks
@@ -18,6 +19,7 @@ from ..flow import START_PARAMS, LoginStart
 from ..openapi import PUBLIC, SIGNED_IN_OR_NOT
 from .api import PROBLEMS
 
+_Route = TypeVar("_Route", bound=Callable[..., Any])
 PAGES: dict[int | str, dict[str, Any]] = {
     status: {"description": "The error page (nb/en)", "content": {"text/html": {}}}
     for status in (400, 403, 404, 429, 502, 503, 504)
@@ -25,14 +27,19 @@ PAGES: dict[int | str, dict[str, Any]] = {
 router = APIRouter(tags=["browser flow"])
 
 
-@router.get(
-    "/auth/{app}/login",
-    status_code=302,
-    response_class=RedirectResponse,
-    responses=PAGES,
-    operation_id="beginBrowserLogin",
-    openapi_extra={"security": PUBLIC},
-)
+def _hop(path: str, operation_id: str) -> Callable[[_Route], _Route]:
+    """A browser-flow GET, open to anyone: a redirect on the way, or the error page."""
+    return router.get(
+        path,
+        status_code=302,
+        response_class=RedirectResponse,
+        responses=PAGES,
+        operation_id=operation_id,
+        openapi_extra={"security": PUBLIC},
+    )
+
+
+@_hop("/auth/{app}/login", "beginBrowserLogin")
 async def login(
     app: str,
     request: Request,
@@ -70,14 +77,7 @@ async def login(
     return response
 
 
-@router.get(
-    "/auth/{app}/network",
-    status_code=302,
-    response_class=RedirectResponse,
-    responses=PAGES,
-    operation_id="leaveNetworkEntry",
-    openapi_extra={"security": PUBLIC},
-)
+@_hop("/auth/{app}/network", "leaveNetworkEntry")
 async def network(app: str, services: ServicesDep, state: str = "") -> Response:
     """The network-authentication entry's last hop: from plain http to Telenor's authorize
     page, for a login the https hop has started (and bound to this browser)."""
@@ -91,14 +91,7 @@ def _redirect(url: str) -> Response:
     return response
 
 
-@router.get(
-    "/auth/{app}/callback",
-    status_code=302,
-    response_class=RedirectResponse,
-    responses=PAGES,
-    operation_id="finishBrowserLogin",
-    openapi_extra={"security": PUBLIC},
-)
+@_hop("/auth/{app}/callback", "finishBrowserLogin")
 async def callback(app: str, request: Request, req: RequestDep, services: ServicesDep) -> Response:
     """The callback registered at Telenor: check state and browser, redeem the code, sign in."""
     finished = await services.flow.finish(app, request.query_params, req.binding, req.client)
