@@ -215,6 +215,17 @@ class LocalSentinel:
             replica = redis.Redis(port=self.replica.port)
             _wait(lambda: replica.info("replication")["master_link_status"] == "up", "replica")
             replica.close()
+            # The replica's side of the link is up about a second before it acknowledges a
+            # write (until then WAIT returns 0). Tests of durable writes start after a write
+            # it has acknowledged (a WAIT with nothing written counts it at once).
+            primary = redis.Redis(port=self.primary.port)
+
+            def acknowledged() -> bool:
+                primary.set("fixture:replica-ready", b"1", ex=5)
+                return bool(primary.execute_command("WAIT", 1, 100) == 1)
+
+            _wait(acknowledged, "the replica to acknowledge a write")
+            primary.close()
         conf = self._dir / "sentinel.conf"
         conf.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
