@@ -43,10 +43,10 @@ from .ratelimit import RateLimiter
 from .redis import create_redis
 from .request import Classifier
 from .respond import Responder
-from .routes import admin, api, auth, demo, ops
+from .routes import admin, api, auth, demo, oauth2, ops
 from .session_index import SubscriberHash
 from .sessions import SessionAuth
-from .stores import HandoffStore, SessionStore, StateStore
+from .stores import CodeStore, SessionStore, StateStore
 from .telenor import Telenor
 
 
@@ -128,9 +128,7 @@ def create_app(
                 wait=(settings.redis_wait_replicas, settings.redis_wait_timeout_ms),
                 on_unreplicated=metrics.unreplicated_writes.inc,
             )
-            handoffs = HandoffStore(
-                redis, prefix=prefix, cipher=cipher, ttl=settings.handoff_ttl_seconds
-            )
+            codes = CodeStore(redis, prefix=prefix, cipher=cipher, ttl=settings.code_ttl_seconds)
             states = StateStore(redis, prefix=prefix, ttl=settings.state_ttl_seconds, clock=clock)
             limiter = RateLimiter(
                 redis,
@@ -146,7 +144,7 @@ def create_app(
             )
             session_auth = SessionAuth(
                 sessions=sessions,
-                handoffs=handoffs,
+                codes=codes,
                 telenor=telenor,
                 refresh_skew=settings.refresh_skew_seconds,
                 refresh_wait=timeout + 1.0,
@@ -162,7 +160,7 @@ def create_app(
                     settings=settings,
                     states=states,
                     sessions=sessions,
-                    handoffs=handoffs,
+                    codes=codes,
                     telenor=telenor,
                     clock=clock,
                     limiter=limiter,
@@ -206,7 +204,7 @@ def create_app(
     )
     # Starlette would redirect `/path/` to `/path`, building Location from the Host header.
     app.router.redirect_slashes = False
-    routers = [auth.router, api.router, ops.router]
+    routers = [auth.router, api.router, oauth2.router, ops.router]
     if settings.env == "development" and "demo" in settings.apps:
         routers.append(demo.router)
     for router in routers:

@@ -46,7 +46,12 @@ def dev_settings(port: int, redis_url: str | None, host: str = "localhost") -> S
                         "client_secret": DEMO_SECRET,
                         "display_name": "Demo-appen",
                         "allowed_origins": [public],
-                        "return_urls": [f"{public}/demo", "lineauthdemo://auth"],
+                        "return_urls": [f"{public}/demo"],
+                        # A native app can try the OAuth profile against `dev` at once.
+                        "native_redirect_uris": [
+                            "no.example.lineauthdemo:/oauth2redirect",
+                            "http://127.0.0.1/oauth2redirect",
+                        ],
                     }
                 },
             }

@@ -22,14 +22,15 @@ CATALOG: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "Method not allowed"),
     "unknown_app": (404, "Unknown app"),
     "bad_return_to": (400, "return_to is not allowed for this app"),
-    "challenge_required": (400, "Handoff mode needs an S256 code_challenge"),
+    "challenge_required": (400, "A native app's login needs an S256 code_challenge"),
+    "bad_client": (400, "client_id is not this app's"),
+    "bad_redirect_uri": (400, "redirect_uri is not registered for this app"),
     "not_authenticated": (401, "Not signed in"),
     "session_expired": (401, "The session has ended"),
     "csrf_header_missing": (401, "The X-CSRF: 1 header is required with a session cookie"),
     "origin_not_allowed": (403, "This origin may not call this app"),
     "https_required": (403, "This endpoint is only served over https"),
     "path_not_allowed": (404, "This Telenor API path is not on the app's allow-list"),
-    "handoff_invalid": (400, "The handoff code is unknown, expired, used or does not match"),
     "rate_limited": (429, "Too many requests"),
     "busy": (503, "Too many sign-ins are being started right now"),
     "header_too_large": (431, "The request headers are too large"),
@@ -64,6 +65,7 @@ class Flow:
     return_to: str | None = None
     mode: str = "cookie"
     code_challenge: str | None = None
+    client_state: str | None = None  # a native app's state
 
 
 @dataclass

@@ -18,17 +18,16 @@ from .config import AppConfig, Settings
 from .crypto import digest, new_token, pkce_challenge
 from .errors import BffError, Flow
 from .events import Events
+from .native import CHALLENGE, RedirectUris, success_redirect
 from .ratelimit import RateLimiter, address_bucket
 from .request import RequestScope
-from .return_urls import ReturnUrlPolicy, with_query
+from .return_urls import ReturnUrlPolicy
 from .session_index import SubscriberHash
-from .stores import Handoff, HandoffStore, LoginState, Session, SessionStore, StateStore
+from .stores import AuthCode, CodeStore, LoginState, Session, SessionStore, StateStore
 from .telenor import Telenor, TokenError
 
-_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # new_token(32)
-MODES = ("cookie", "handoff")
-START_PARAMS = ("return_to", "mode", "code_challenge", "code_challenge_method")
+START_PARAMS = ("return_to", "mode")
 KEPT_LOGINS = 3  # logins of one browser that may finish in parallel (tabs)
 
 
@@ -68,16 +67,18 @@ class Binding:
 
 @dataclass(frozen=True)
 class LoginStart:
-    """A request to start a login, from the login page's query or the JSON API's body."""
+    """A request to start a login: from the login page's query, the JSON API's body, or a
+    native app's authorization request (`native`, whose `return_to` is its redirect URI)."""
 
     app: str
     return_to: str | None
     mode: str | None
-    code_challenge: str | None
-    code_challenge_method: str | None
     binding: str | None  # the browser's binding cookie, if any
     client: str  # its address, for the per-address limit
-    network: bool = False  # started on the plain-http network entry's https hop
+    network: bool = False  # leave for Telenor through the plain-http network entry
+    native: bool = False
+    code_challenge: str | None = None  # the native app's S256 challenge
+    client_state: str | None = None  # the native app's state
 
     @classmethod
     def of(
@@ -85,20 +86,22 @@ class LoginStart:
         req: RequestScope,
         *,
         return_to: str | None,
-        mode: str | None,
-        code_challenge: str | None,
-        code_challenge_method: str | None,
+        mode: str | None = None,
         network: bool = False,
+        native: bool = False,
+        code_challenge: str | None = None,
+        client_state: str | None = None,
     ) -> LoginStart:
         return cls(
-            req.named or "",
-            return_to,
-            mode,
-            code_challenge,
-            code_challenge_method,
-            req.binding,
-            req.client or "unknown",
-            network,
+            app=req.named or "",
+            return_to=return_to,
+            mode=mode,
+            binding=req.binding,
+            client=req.client or "unknown",
+            network=network,
+            native=native,
+            code_challenge=code_challenge,
+            client_state=client_state,
         )
 
 
@@ -127,7 +130,7 @@ class LoginFlow:
         settings: Settings,
         states: StateStore,
         sessions: SessionStore,
-        handoffs: HandoffStore,
+        codes: CodeStore,
         telenor: Telenor,
         clock: Clock,
         limiter: RateLimiter,
@@ -140,10 +143,11 @@ class LoginFlow:
         self._settings = settings
         self._states = states
         self._sessions = sessions
-        self._handoffs = handoffs
+        self._codes = codes
         self._telenor = telenor
         self._clock = clock
         self._policies = {a: ReturnUrlPolicy(cfg) for a, cfg in settings.apps.items()}
+        self.redirect_uris = {a: RedirectUris(cfg) for a, cfg in settings.apps.items()}
 
     def app(self, app_id: str) -> AppConfig:
         cfg = self._settings.apps.get(app_id)
@@ -157,36 +161,43 @@ class LoginFlow:
         return_to: str | None = None,
         mode: str = "cookie",
         challenge: str | None = None,
+        client_state: str | None = None,
     ) -> Flow:
         cfg = self.app(app_id)
         if return_to is None:  # (a callback whose state is gone: "try again" needs somewhere)
             return_to = next(
                 (u for u in cfg.return_urls if u.startswith(("https:", "http:"))), None
             )
-        return Flow(app_id, cfg.display_name or app_id, return_to, mode, challenge)
+        return Flow(app_id, cfg.display_name or app_id, return_to, mode, challenge, client_state)
 
     def check_start(self, start: LoginStart) -> tuple[AppConfig, str, str]:
         """(app, accepted return URL, mode) of a login request, or the BffError to show."""
-        app_id, code_challenge = start.app, start.code_challenge
+        app_id = start.app
         cfg = self.app(app_id)
-        mode = start.mode or "cookie"
-        checked = self._policies[app_id].check(start.return_to)
         base = self.flow(app_id)
-        if mode not in MODES:
-            raise BffError("bad_request", "mode must be cookie or handoff", flow=base)
+        if start.native:
+            mode, checked = "native", self.redirect_uris[app_id].match(start.return_to)
+        else:
+            mode, checked = start.mode or "cookie", self._policies[app_id].check(start.return_to)
+        if mode == "handoff":
+            raise BffError(
+                "bad_request",
+                f"Handoff mode is gone: native apps use OAuth at /oauth2/{app_id}/authorize.",
+                flow=base,
+            )
+        if mode not in ("cookie", "native"):
+            raise BffError("bad_request", "mode must be cookie", flow=base)
         if checked is None:
             raise BffError(
                 "bad_return_to", "return_to is not one of the app's return URLs.", flow=base
             )
-        if mode == "handoff" and not (
-            code_challenge
-            and _CHALLENGE.fullmatch(code_challenge)
-            and start.code_challenge_method == "S256"
+        if start.native and not (
+            start.code_challenge and CHALLENGE.fullmatch(start.code_challenge)
         ):
             raise BffError(
                 "challenge_required",
-                "Handoff mode needs code_challenge (43 base64url characters) with "
-                "code_challenge_method=S256.",
+                "code_challenge (43 base64url characters) with code_challenge_method=S256 "
+                "is required.",
                 flow=base,
             )
         return cfg, checked, mode
@@ -215,8 +226,9 @@ class LoginFlow:
             mode=mode,
             binding=digest(login),
             verifier=verifier,
-            client_challenge=start.code_challenge if mode == "handoff" else None,
+            client_challenge=start.code_challenge if start.native else None,
             created_at=self._clock(),
+            client_state=start.client_state,
         )
         state = await self._states.issue(record)
         entry = self._settings.network_auth_url
@@ -279,7 +291,9 @@ class LoginFlow:
         state = await self._states.consume(params.get("state", ""))
         error = params.get("error")
         flow = (
-            self.flow(app_id, state.return_to, state.mode, state.client_challenge)
+            self.flow(
+                app_id, state.return_to, state.mode, state.client_challenge, state.client_state
+            )
             if state is not None and state.app == app_id
             else self.flow(app_id)
         )
@@ -317,12 +331,14 @@ class LoginFlow:
         session = self._sessions.new(
             app_id, tokens.access_token, tokens.expires_in, tokens.refresh_token, subscriber
         )
-        if state.mode == "handoff":
+        if state.mode == "native":
             assert state.client_challenge is not None
-            handoff = await self._handoffs.issue(
-                Handoff(app_id, state.client_challenge, asdict(session))
+            code = await self._codes.issue(
+                AuthCode(app_id, state.client_challenge, state.return_to, asdict(session))
             )
-            return Finished(with_query(state.return_to, handoff=handoff), "handoff", session)
+            return Finished(
+                success_redirect(state.return_to, code, state.client_state), "native", session
+            )
         session_id, ttl, stored = await self._sessions.create(session)
         return Finished(state.return_to, "cookie", stored, session_id, ttl)
 

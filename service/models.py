@@ -13,9 +13,11 @@ class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     return_to: str = Field(max_length=2048)
-    mode: Literal["cookie", "handoff"] = "cookie"
-    code_challenge: str | None = Field(default=None, max_length=128)
-    code_challenge_method: Literal["S256"] | None = None
+    mode: Literal["cookie"] = Field(
+        default="cookie",
+        description="How the login ends: `cookie`, the session cookie (the only mode; native "
+        "apps use OAuth at `/oauth2/{app}/authorize`)",
+    )
 
 
 class StartResponse(BaseModel):
@@ -28,19 +30,6 @@ class SessionStatus(BaseModel):
     expires_at: str | None = None
     expires_in: int | None = None
     login_url: str | None = None
-
-
-class HandoffRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    handoff_code: str = Field(min_length=1, max_length=128)
-    code_verifier: str = Field(min_length=1, max_length=128)
-
-
-class HandoffResponse(BaseModel):
-    session_token: str
-    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105  (a type name, not a secret)
-    expires_in: int
 
 
 class RevokeAllResponse(BaseModel):

@@ -78,6 +78,12 @@ def openapi_document(app: FastAPI, routes: Sequence[BaseRoute]) -> dict[str, Any
     return app.openapi_schema
 
 
+_PROBLEM_SCHEMAS = [
+    {"$ref": "#/components/schemas/Problem"},
+    {"$ref": "#/components/schemas/HTTPValidationError"},  # (FastAPI's 422: ours is a Problem)
+]
+
+
 def _problems_as_problem_json(spec: dict[str, Any]) -> None:
     """FastAPI files a response model under the route's media type (application/json); the
     API answers every error as application/problem+json, and only that, so the schema goes
@@ -86,10 +92,10 @@ def _problems_as_problem_json(spec: dict[str, Any]) -> None:
         for operation in operations.values():
             for status, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
-                if status[0] in "45" and "application/json" in content:
-                    schema = content.pop("application/json").get("schema")
-                    if schema is not None:
-                        content["application/problem+json"] = {"schema": schema}
+                schema = content.get("application/json", {}).get("schema")
+                if status[0] in "45" and schema in _PROBLEM_SCHEMAS:
+                    del content["application/json"]  # (OAuth's own errors stay JSON)
+                    content["application/problem+json"] = {"schema": schema}
 
 
 def admin_document(app: FastAPI) -> dict[str, Any]:

@@ -155,6 +155,32 @@ TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
             "No sign-in was started for {app}. The app needs to be updated.",
         ),
     },
+    "bad_redirect_uri": {
+        "nb": (
+            "Appen oppga en ukjent returadresse",
+            "Appen ba om å få innloggingen sendt til en adresse som ikke er registrert for den.",
+            "Av hensyn til sikkerheten din ble ingen innlogging startet for {app}, og du blir "
+            "ikke sendt videre. Appen må oppdateres.",
+        ),
+        "en": (
+            "The app gave an unknown return address",
+            "The app asked for the sign-in to be sent to an address not registered for it.",
+            "For your security, no sign-in was started for {app}, and you are not sent on. "
+            "The app needs to be updated.",
+        ),
+    },
+    "bad_client": {
+        "nb": (
+            "Appen oppga feil klient-id",
+            "Forespørselen kom med en client_id som ikke hører til denne appen.",
+            "Ingen innlogging ble startet for {app}, og du blir ikke sendt videre.",
+        ),
+        "en": (
+            "The app gave the wrong client id",
+            "The request came with a client_id that does not belong to this app.",
+            "No sign-in was started for {app}, and you are not sent on.",
+        ),
+    },
     "store_unavailable": {
         "nb": (
             "Midlertidig utilgjengelig",
@@ -290,14 +316,12 @@ class Pages:
         app_name = flow.display_name if flow else ("appen" if lang == "nb" else "the app")
         title, what, meaning = TEXTS[code][lang]
         retry_url = back_url = None
-        if flow and code not in ("unknown_app", "bad_return_to", "challenge_required"):
+        if flow and flow.mode == "cookie" and code not in ("unknown_app", "bad_return_to"):
             params = {"mode": flow.mode}
             if flow.return_to:
                 params["return_to"] = flow.return_to
-            if flow.code_challenge:
-                params.update(code_challenge=flow.code_challenge, code_challenge_method="S256")
             retry_url = f"/auth/{flow.app}/login?{urlencode(params)}"
-        if flow and flow.return_to:
+        if flow and flow.return_to and flow.mode == "cookie":
             back_url = with_query(flow.return_to, error=error.code)
         other = "en" if lang == "nb" else "nb"
         # The switch link keeps only harmless parameters: never a callback's code or state.

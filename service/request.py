@@ -100,12 +100,12 @@ class Classifier:
     def __call__(self, scope: Scope) -> RequestScope:
         method: str = scope["method"]
         path: str = scope["path"]
-        parts = path.split("/", 4)  # "", "api"|"auth", app, action[, rest]
+        parts = path.split("/", 4)  # "", "api"|"auth"|"oauth2", app, action[, rest]
         area = parts[1] if len(parts) > 2 else None
-        named = parts[2] if area in ("api", "auth") else None
+        named = parts[2] if area in ("api", "auth", "oauth2") else None
         app = named if named in self._cookies else None
         action = parts[3] if len(parts) > 3 else None
-        if area == "auth":
+        if area == "auth" or area == "oauth2":  # (the browser's GETs; a native app's POSTs)
             surface: Surface = "page" if method in ("GET", "HEAD") else "api"
         elif area == "api":
             surface = "api"

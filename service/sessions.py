@@ -1,4 +1,4 @@
-"""Who is calling: the session behind a cookie or a bearer token, refresh, handoff, logout.
+"""Who is calling: the session behind a cookie or a bearer token, refresh, code, logout.
 
 A request is authenticated by `Authorization: Bearer <session token>` (mobile apps) or by the
 app's session cookie (SPAs). Either resolves in one Redis round trip (a script that also counts
@@ -17,9 +17,10 @@ from .config import AppConfig
 from .crypto import pkce_challenge
 from .errors import BffError
 from .events import Events
+from .native import VERIFIER, OAuthError
 from .ratelimit import RateLimiter
 from .request import RequestScope
-from .stores import HandoffStore, Session, SessionStore, known
+from .stores import CodeStore, Session, SessionStore, known
 from .telenor import Telenor, TokenError
 
 REFRESH_LOCK_SECONDS = 15.0
@@ -37,13 +38,13 @@ class Caller:
 
 
 class SessionAuth:
-    """Resolves, refreshes and ends sessions; redeems handoff codes."""
+    """Resolves, refreshes and ends sessions; redeems native apps' authorization codes."""
 
     def __init__(
         self,
         *,
         sessions: SessionStore,
-        handoffs: HandoffStore,
+        codes: CodeStore,
         telenor: Telenor,
         refresh_skew: int,
         refresh_wait: float,
@@ -54,7 +55,7 @@ class SessionAuth:
         self._limiter = limiter
         self._events = events
         self._sessions = sessions
-        self._handoffs = handoffs
+        self._codes = codes
         self._telenor = telenor
         self._skew = refresh_skew
         self._refresh_wait = refresh_wait
@@ -166,38 +167,61 @@ class SessionAuth:
             return session
         raise BffError("upstream_timeout", "The token refresh did not finish in time.")
 
-    async def redeem_handoff(self, app_id: str, code: str, verifier: str) -> tuple[str, int]:
-        """A bearer session token for a one-time handoff code and its PKCE verifier."""
-        handoff = await self._handoffs.consume(code)
-        if (
-            handoff is None
-            or handoff.app != app_id
-            or not 43 <= len(verifier) <= 128
-            or not hmac.compare_digest(pkce_challenge(verifier), handoff.challenge)
+    async def redeem_code(
+        self, app_id: str, code: str, verifier: str, redirect_uri: str
+    ) -> tuple[str, int]:
+        """A bearer session token for a native app's authorization code and its PKCE verifier
+        (RFC 6749 §4.1.3, RFC 7636 §4.6). A code works once; a second use also ends the
+        session the first one got (RFC 6749 §4.1.2), since the code may have been stolen."""
+        session_id, key = self._sessions.new_id()
+        redeemed = await self._codes.redeem(code, key)
+        if redeemed.reused is not None:
+            await self._sessions.delete_key(redeemed.reused)
+            raise OAuthError("invalid_grant", "The code was already used; its session is ended.")
+        found = redeemed.code
+        if found is None:
+            raise OAuthError("invalid_grant", "The code is unknown or expired.")
+        if found.app != app_id:
+            raise OAuthError("invalid_grant", "The code belongs to another client.")
+        if found.redirect_uri != redirect_uri:
+            raise OAuthError("invalid_grant", "redirect_uri is not the authorization request's.")
+        if not VERIFIER.fullmatch(verifier) or not hmac.compare_digest(
+            pkce_challenge(verifier), found.challenge
         ):
-            raise BffError("handoff_invalid")
-        session = known(Session, handoff.session)
+            raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge.")
+        session = known(Session, found.session)
         if not session.live(self._clock()):
-            raise BffError("handoff_invalid", "The login behind this code has already ended.")
-        token, ttl, _ = await self._sessions.create(session, via="bearer")
+            raise OAuthError("invalid_grant", "The login behind this code has already ended.")
+        token, ttl, _ = await self._sessions.create(session, via="bearer", session_id=session_id)
         return token, ttl
 
     async def logout(self, req: RequestScope) -> Session | None:
         """End the caller's session; the ended session (for Telenor's logout) or None."""
-        key = self._session_key(req)
-        if key is None or req.app is None or req.credential is None:
+        if req.app is None or req.credential is None:
             return None
-        caller = self._caller(await self._sessions.raw(key), key, req.credential.kind, req.app)
+        return await self.end_credential(
+            req.app, req.credential.secret, req.credential.kind, req.client
+        )
+
+    async def end_credential(
+        self, app_id: str, secret: str, via: str, client: str | None
+    ) -> Session | None:
+        """End the session of this app that `secret` (a session id or token) names: a logout,
+        or a native app's RFC 7009 revocation. The ended session, or None."""
+        if not 0 < len(secret) <= MAX_CREDENTIAL:
+            return None
+        key = self._sessions.key(secret)
+        caller = self._caller(await self._sessions.raw(key), key, via, app_id)
         if caller is None:
             return None
         await self._sessions.delete_key(caller.key)
         session = caller.session
         self._events.logout(
-            req.app,
+            app_id,
             caller.via,
             subscriber=session.subscriber,
             session_ref=session.ref or None,
-            client=req.client,
+            client=client,
         )
         return session
 

@@ -1,7 +1,7 @@
-"""Redis stores: login states, sessions, handoff codes.
+"""Redis stores: login states, sessions, native apps' authorization codes.
 
 Every operation touches a single key, so Redis Cluster works. Secrets never appear in keys or
-in plaintext values: sessions and handoffs are AES-GCM sealed under the SHA-256 of their id.
+in plaintext values: sessions and codes are AES-GCM sealed under the SHA-256 of their id.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ class LoginState:
     mode: str
     binding: str  # SHA-256 of the login-binding cookie
     verifier: str | None  # our PKCE verifier towards Telenor
-    client_challenge: str | None  # the mobile app's S256 challenge (handoff mode)
+    client_challenge: str | None  # the native app's S256 challenge (mode "native")
     created_at: float
+    client_state: str | None = None  # the native app's own `state`, returned to it as sent
 
 
 class StateStore:
@@ -184,11 +185,19 @@ class SessionStore:
         """Seconds Redis keeps the record: until the session ends."""
         return max(1, int(session.ends - self._clock()))
 
-    async def create(self, session: Session, via: str = "cookie") -> tuple[str, int, Session]:
-        """Store a session under a brand-new id (no fixation) and list it in the index (one
-        pipeline; with `BFF_REDIS_WAIT_REPLICAS`, its WAIT too, except on a Cluster, where it
-        is a second call to the key's node); returns (id, ttl, the session as stored)."""
+    def new_id(self) -> tuple[str, str]:
+        """A brand-new session id (never one a client chose: no fixation) and its key."""
         session_id = new_token(32)
+        return session_id, self.key(session_id)
+
+    async def create(
+        self, session: Session, via: str = "cookie", session_id: str | None = None
+    ) -> tuple[str, int, Session]:
+        """Store a session under a brand-new id (`new_id`'s, or a fresh one) and list it in
+        the index (one pipeline; with `BFF_REDIS_WAIT_REPLICAS`, its WAIT too, except on a
+        Cluster, where it is a second call to the key's node); returns (id, ttl, the session
+        as stored)."""
+        session_id = session_id or new_token(32)
         session = replace(session, ref=new_token(16), via=via)
         ttl = self.ttl(session)
         key = self.key(session_id)
@@ -254,40 +263,64 @@ class SessionStore:
 
 
 @dataclass(frozen=True)
-class Handoff:
-    """A finished mobile login waiting for the app to redeem it with its PKCE verifier."""
+class AuthCode:
+    """A finished native-app login waiting for the app's token request (RFC 6749 §4.1.3)."""
 
     app: str
-    challenge: str
+    challenge: str  # the app's S256 code_challenge
+    redirect_uri: str  # as the authorization request sent it (the token request must match)
     session: dict[str, Any]
 
 
-class HandoffStore:
-    """One-time handoff codes: sealed under the SHA-256 of the code, consumed with `GETDEL`."""
+@dataclass(frozen=True)
+class Redeemed:
+    """What a token request found behind a code: the code's login on its first use; on any
+    later use, the key of the session the first use was given (to end it, RFC 6749 §4.1.2)."""
+
+    code: AuthCode | None = None
+    reused: str | None = None
+
+
+class CodeStore:
+    """Single-use authorization codes, sealed under the SHA-256 of the code.
+
+    Redeeming swaps the record, atomically (`SET … XX GET KEEPTTL`), for a marker naming the
+    session key its one redemption gets. So a code works once, and a second use finds the
+    marker and can end that session, until the code's own expiry removes the marker too.
+    """
 
     def __init__(
         self, redis: Redis | RedisCluster, *, prefix: str, cipher: Cipher, ttl: int
     ) -> None:
         self._redis = redis
-        self._prefix = prefix + "handoff:"
+        self._prefix = prefix + "code:"
         self._cipher = cipher
         self.ttl = ttl
 
-    async def issue(self, handoff: Handoff) -> str:
-        code = new_token(24)
-        key = self._prefix + digest(code)
+    async def issue(self, code: AuthCode) -> str:
+        value = new_token(24)  # 192 bits
+        key = self._prefix + digest(value)
         async with redis_errors():
-            await self._redis.set(
-                key, self._cipher.seal(json.dumps(asdict(handoff)).encode(), key), ex=self.ttl
-            )
-        return code
+            await self._redis.set(key, self._seal(asdict(code), key), ex=self.ttl)
+        return value
 
-    async def consume(self, code: str) -> Handoff | None:
-        """The handoff, exactly once (a wrong verifier burns it too)."""
-        if not code or len(code) > 128:
-            return None
-        key = self._prefix + digest(code)
+    async def redeem(self, value: str, session_key: str) -> Redeemed:
+        """The code's login, exactly once (a failed redemption spends it too); the session
+        key of the first redemption on a reuse; nothing when unknown or expired."""
+        if not value or len(value) > 128:
+            return Redeemed()
+        key = self._prefix + digest(value)
+        marker = self._seal({"used": session_key}, key)
         async with redis_errors():
-            blob = as_bytes(await self._redis.getdel(key))
+            old = await self._redis.set(key, marker, xx=True, keepttl=True, get=True)
+        blob = as_bytes(old) if isinstance(old, bytes | str) else None
         plain = self._cipher.open(blob, key) if blob else None
-        return known(Handoff, json.loads(plain)) if plain else None
+        if not plain:
+            return Redeemed()
+        data = json.loads(plain)
+        if "used" in data:
+            return Redeemed(reused=data["used"])
+        return Redeemed(code=known(AuthCode, data))
+
+    def _seal(self, data: dict[str, Any], key: str) -> bytes:
+        return self._cipher.seal(json.dumps(data).encode(), key)

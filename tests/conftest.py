@@ -43,6 +43,11 @@ APPS: dict[str, dict[str, Any]] = {
         "display_name": "Mobilappen",
         "allowed_origins": ["https://app.bff.test"],
         "return_urls": ["myapp://auth", "https://app.bff.test/mobile"],
+        "native_redirect_uris": [
+            "no.example.shop:/oauth2redirect",
+            "http://127.0.0.1/oauth2redirect",
+            "https://app.bff.test/mobile/oauth2redirect",
+        ],
     },
 }
 SECRETS = [app["client_secret"] for app in APPS.values()]

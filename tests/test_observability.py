@@ -21,7 +21,15 @@ from service.logs.handler import LineHandler
 from service.logs.redact import Redactor
 from service.sandbox.app import ForcedResponse
 from tests.conftest import SECRETS
-from tests.support.browser import APP_ORIGIN, BFF, query, scrape, walk_login, webview_login
+from tests.support.browser import (
+    APP_ORIGIN,
+    BFF,
+    native_login,
+    query,
+    redeem,
+    scrape,
+    walk_login,
+)
 from tests.support.servers import until
 
 CSRF = {"X-CSRF": "1"}
@@ -169,7 +177,8 @@ def test_redactor_scrubs_secrets_from_messages_and_tracebacks():
 
 
 async def test_whole_flow_leaves_no_secret_in_any_log_line_or_metric(make_bff, sandbox, log_output):
-    """Login, deny, proxy, handoff, logout and failures; then every secret is searched for."""
+    """Login, deny, proxy, a native app's code, logout and failures; then every secret is
+    searched for."""
     secrets: list[str] = [*SECRETS]
     async with make_bff() as bff, bff.browser() as browser:
         walk = await walk_login(browser, network=True)
@@ -182,23 +191,15 @@ async def test_whole_flow_leaves_no_secret_in_any_log_line_or_metric(make_bff, s
         await browser.get(f"{BFF}/auth/web/callback?code=forged-code-value-1&state=forged")
         sandbox.faults.responses = [ForcedResponse("user-info", 401, 1)]
         await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)  # ends the session
-        # Mobile: handoff code and bearer session token.
-        mobile = await webview_login(bff)
-        verifier, handoff = mobile.verifier, mobile.handoff
-        secrets += [query(mobile.walk.callback_url)["code"], verifier, handoff]
-        secrets += list(mobile.cookies.values())
-        redeemed = await browser.post(
-            f"{BFF}/api/mobile/session/handoff",
-            json={"handoff_code": handoff, "code_verifier": verifier},
-        )
-        token = redeemed.json()["session_token"]
+        # Native app: its code, verifier and state, and the bearer session token.
+        mobile = await native_login(bff)
+        secrets += [query(mobile.walk.callback_url)["code"], mobile.verifier, mobile.code]
+        secrets += [mobile.state, *mobile.cookies.values()]
+        token = (await redeem(browser, mobile)).json()["access_token"]
         secrets.append(token)
         bearer = {"Authorization": f"Bearer {token}"}
         await browser.get(f"{BFF}/api/mobile/device-info", headers=bearer)
-        again = await browser.post(  # a replayed handoff code
-            f"{BFF}/api/mobile/session/handoff",
-            json={"handoff_code": handoff, "code_verifier": verifier},
-        )
+        again = await redeem(browser, mobile)  # a replayed code (it also ends the session)
         assert again.status_code == 400
         await browser.post(f"{BFF}/auth/mobile/logout", headers=bearer)
         metrics = await scrape(browser)

@@ -33,7 +33,7 @@ def sentinel() -> Iterator[LocalSentinel]:
 
 
 async def full_flow(bff) -> None:
-    """Cookie login → proxy → logout, and handoff → bearer → logout, on this BFF."""
+    """Cookie login → proxy → logout, and a native app's code → bearer → logout, on this BFF."""
     async with bff.browser() as browser:
         walk = await walk_login(browser)
         assert walk.final.status_code == 302

@@ -317,7 +317,8 @@ def _app_problems(s: Settings, app_id: str, app: AppConfig) -> Iterable[Problem]
             yield Problem(
                 f"{env}ALLOWED_ORIGINS: {origin} is on another site than {s.public_url}: "
                 "browsers block third-party cookies, so cookie mode will not work from it "
-                "(use handoff mode, or serve the BFF under the same site)",
+                "(native apps: use OAuth at /oauth2/{app}/authorize; browsers: serve the BFF "
+                "under the same site)",
                 False,
             )
     if not app.pkce:

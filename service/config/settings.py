@@ -60,6 +60,8 @@ class AppConfig(BaseModel):
     client_secret: SecretStr
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     return_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Native apps' redirect URIs (RFC 8252): private-use schemes, claimed https URLs, loopback.
+    native_redirect_uris: Annotated[list[str], NoDecode] = Field(default_factory=list)
     scope: str | None = None
     display_name: str | None = None
     upstream_paths: Annotated[list[str], NoDecode] = Field(
@@ -72,9 +74,20 @@ class AppConfig(BaseModel):
     # sessions by MSISDN; off, the app's sessions are revocable by app and reference only.
     subscriber_index: bool = True
 
-    _split = field_validator("allowed_origins", "return_urls", "upstream_paths", mode="before")(
-        _split_list
-    )
+    _split = field_validator(
+        "allowed_origins", "return_urls", "native_redirect_uris", "upstream_paths", mode="before"
+    )(_split_list)
+
+    @field_validator("native_redirect_uris")
+    @classmethod
+    def _native_redirects(cls, value: list[str]) -> list[str]:
+        from ..native import redirect_uri_problem
+
+        for uri in value:
+            problem = redirect_uri_problem(uri)
+            if problem:
+                raise ValueError(f"native redirect URI {uri!r} {problem}")
+        return value
 
     @field_validator("allowed_origins")
     @classmethod
@@ -213,7 +226,7 @@ class Settings(BaseSettings):
     telenor: TelenorSettings = Field(default_factory=TelenorSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     state_ttl_seconds: int = Field(default=600, ge=30, le=3600)
-    handoff_ttl_seconds: int = Field(default=60, ge=5, le=600)
+    code_ttl_seconds: int = Field(default=60, ge=5, le=600)  # native apps' codes
     session_max_seconds: int = Field(default=28800, ge=60)
     refresh_skew_seconds: int = Field(default=60, ge=0)
     apps: dict[str, AppConfig] = Field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""The JSON API for SPAs and mobile apps: login start, session status, handoff redemption.
+"""The JSON API for SPAs and mobile apps: login start, session status, sign out everywhere.
 
 Errors are problem+json. The proxied data calls (`/api/{app}/user-info`, `/device-info`,
 `/telenor/{path}`) are not routes here: the edge answers them (`proxy_routes.py`).
@@ -16,8 +16,6 @@ from starlette.responses import JSONResponse, Response
 from ..deps import RequestDep, ServicesDep
 from ..flow import LoginStart
 from ..models import (
-    HandoffRequest,
-    HandoffResponse,
     Problem,
     RevokeAllResponse,
     SessionStatus,
@@ -56,8 +54,6 @@ async def start(app: str, body: StartRequest, req: RequestDep, services: Service
             req,
             return_to=body.return_to,
             mode=body.mode,
-            code_challenge=body.code_challenge,
-            code_challenge_method=body.code_challenge_method,
         )
     )
     response = JSONResponse(
@@ -110,19 +106,3 @@ async def revoke_all(app: str, req: RequestDep, services: ServicesDep) -> Respon
     if req.credential is not None and req.credential.kind == "cookie":
         services.cookies.clear_session(response, app)
     return response
-
-
-@router.post(
-    "/api/{app}/session/handoff",
-    response_model=HandoffResponse,
-    operation_id="redeemHandoff",
-    openapi_extra={"security": PUBLIC},
-)
-async def handoff(app: str, body: HandoffRequest, services: ServicesDep) -> Response:
-    """Redeem a one-time handoff code (with its PKCE verifier) for a bearer session token."""
-    services.flow.app(app)
-    token, ttl = await services.auth.redeem_handoff(app, body.handoff_code, body.code_verifier)
-    return JSONResponse(
-        {"session_token": token, "token_type": "Bearer", "expires_in": ttl},
-        headers={"Cache-Control": "no-store"},
-    )

@@ -15,7 +15,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..deps import RequestDep, ServicesDep
+from ..errors import BffError
 from ..flow import START_PARAMS, LoginStart
+from ..native import error_redirect
 from ..openapi import PUBLIC, SIGNED_IN_OR_NOT
 from .api import PROBLEMS
 
@@ -47,8 +49,6 @@ async def login(
     services: ServicesDep,
     return_to: str | None = None,
     mode: str | None = None,
-    code_challenge: str | None = None,
-    code_challenge_method: str | None = None,
     network: str | None = None,
 ) -> Response:
     """Start a login: 302 to Telenor's authorize page, with a fresh single-use state.
@@ -61,8 +61,6 @@ async def login(
         req,
         return_to=return_to,
         mode=mode,
-        code_challenge=code_challenge,
-        code_challenge_method=code_challenge_method,
         network=network == "1",
     )
     settings = services.settings
@@ -70,9 +68,9 @@ async def login(
         services.flow.check_start(start)
         query = {k: v for k, v in request.query_params.items() if k in START_PARAMS}
         hop = f"{settings.public_url}/auth/{app}/login?{urlencode({**query, 'network': '1'})}"
-        return _redirect(hop)
+        return redirect(hop)
     started = await services.flow.start(start)
-    response = _redirect(started.authorization_url)
+    response = redirect(started.authorization_url)
     services.cookies.set_binding(response, app, started.binding)
     return response
 
@@ -81,10 +79,10 @@ async def login(
 async def network(app: str, services: ServicesDep, state: str = "") -> Response:
     """The network-authentication entry's last hop: from plain http to Telenor's authorize
     page, for a login the https hop has started (and bound to this browser)."""
-    return _redirect(await services.flow.leave(app, state))
+    return redirect(await services.flow.leave(app, state))
 
 
-def _redirect(url: str) -> Response:
+def redirect(url: str) -> Response:
     response = RedirectResponse(url, status_code=302)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -93,10 +91,18 @@ def _redirect(url: str) -> Response:
 
 @_hop("/auth/{app}/callback", "finishBrowserLogin")
 async def callback(app: str, request: Request, req: RequestDep, services: ServicesDep) -> Response:
-    """The callback registered at Telenor: check state and browser, redeem the code, sign in."""
-    finished = await services.flow.finish(app, request.query_params, req.binding, req.client)
+    """The callback registered at Telenor: check state and browser, redeem the code, sign in.
+    A native app's login ends on its redirect URI either way: the code, or the error."""
+    try:
+        finished = await services.flow.finish(app, request.query_params, req.binding, req.client)
+    except BffError as exc:
+        flow = exc.flow
+        if flow is None or flow.mode != "native" or flow.return_to is None:
+            raise
+        services.responder.count(exc.code)
+        return redirect(error_redirect(flow.return_to, flow.client_state, exc))
     # (no-referrer: the callback URL carries the code; never let it leak on as a Referer.)
-    response = _redirect(finished.redirect_to)
+    response = redirect(finished.redirect_to)
     if finished.session_id is not None:
         services.cookies.set_session(response, app, finished.session_id, finished.max_age)
     return response

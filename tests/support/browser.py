@@ -138,44 +138,74 @@ def cookie_header(response: httpx.Response, name_part: str) -> str:
     raise AssertionError(f"no Set-Cookie with {name_part!r}: {response.headers}")
 
 
+NATIVE_REDIRECT = "no.example.shop:/oauth2redirect"
+
+
 @dataclass
-class Webview:
-    """A finished handoff-mode login in a throwaway webview (its cookies die with it)."""
+class NativeLogin:
+    """A native app's finished authorization request, walked in a throwaway browser tab (its
+    cookies die with it): the code on the app's redirect URI, and what the app kept."""
 
     walk: Walk
-    handoff: str  # the one-time code on the app's return URL
+    code: str
     verifier: str  # the app's PKCE verifier
-    cookies: dict[str, str]  # what the webview held at the end
+    state: str  # the app's state
+    redirect_uri: str
+    cookies: dict[str, str]  # what the browser held at the end
 
 
-async def webview_login(bff: Any, app: str = "mobile", verifier: str | None = None) -> Webview:
-    """The mobile app's login: a webview walks the handoff flow back to myapp://auth."""
-    verifier = verifier or new_token(48)
-    async with bff.browser() as webview:
-        walk = await walk_login(
-            webview,
-            app,
-            return_to="myapp://auth",
-            mode="handoff",
-            challenge=pkce_challenge(verifier),
+def authorize_url(app: str, redirect_uri: str, verifier: str, state: str) -> str:
+    params = {
+        "response_type": "code",
+        "client_id": app,
+        "redirect_uri": redirect_uri,
+        "state": state,
+        "code_challenge": pkce_challenge(verifier),
+        "code_challenge_method": "S256",
+    }
+    return f"{BFF}/oauth2/{app}/authorize?{urlencode(params)}"
+
+
+async def native_login(
+    bff: Any, app: str = "mobile", redirect_uri: str = NATIVE_REDIRECT, **walk: Any
+) -> NativeLogin:
+    """The native app's login (RFC 8252): authorize in a browser, back on its redirect URI."""
+    verifier, state = new_token(48), new_token(12)
+    async with bff.browser() as tab:
+        done = await walk_login(
+            tab, app, start=authorize_url(app, redirect_uri, verifier, state), **walk
         )
-        cookies = dict(webview.cookies.items())
-    assert walk.final is not None
-    location = walk.final.headers["location"]
-    assert walk.final.status_code == 302 and location.startswith("myapp://auth?handoff=")
-    # Handoff mode never sets a session cookie: the session exists only once redeemed.
-    assert not any(f"bff-{app}=" in c for c in walk.final.headers.get_list("set-cookie"))
-    return Webview(walk, query(location)["handoff"], verifier, cookies)
+        cookies = dict(tab.cookies.items())
+    assert done.final is not None
+    location = done.final.headers["location"]
+    assert done.final.status_code == 302 and location.startswith(redirect_uri + "?"), location
+    # The native flow never sets a session cookie: the session exists once the code is redeemed.
+    assert not any(f"bff-{app}=" in c for c in done.final.headers.get_list("set-cookie"))
+    back = query(location)
+    assert back["state"] == state
+    return NativeLogin(done, back["code"], verifier, state, redirect_uri, cookies)
+
+
+async def redeem(
+    client: httpx.AsyncClient, login: NativeLogin, app: str = "mobile", **change: str
+) -> httpx.Response:
+    """The native app's token request for its code (`change` alters fields)."""
+    form = {
+        "grant_type": "authorization_code",
+        "code": login.code,
+        "redirect_uri": login.redirect_uri,
+        "client_id": app,
+        "code_verifier": login.verifier,
+        **change,
+    }
+    return await client.post(f"{BFF}/oauth2/{app}/token", data=form)
 
 
 async def bearer_session(bff: Any, app: str = "mobile") -> str:
-    """A redeemed handoff: the opaque session token a mobile app sends as a bearer."""
-    login = await webview_login(bff, app)
+    """A redeemed code: the opaque session token a native app sends as a bearer."""
+    login = await native_login(bff, app)
     async with bff.browser() as client:
-        redeemed = await client.post(
-            f"{BFF}/api/{app}/session/handoff",
-            json={"handoff_code": login.handoff, "code_verifier": login.verifier},
-        )
+        redeemed = await redeem(client, login, app)
     assert redeemed.status_code == 200, redeemed.text
-    token: str = redeemed.json()["session_token"]
+    token: str = redeemed.json()["access_token"]
     return token

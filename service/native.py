@@ -1,0 +1,147 @@
+"""OAuth 2.0 for native apps (RFC 8252): the BFF as each app's own authorization server.
+
+A native app speaks standard OAuth to the BFF (authorization code, public client, S256 PKCE);
+the BFF speaks line-authenticated OAuth to Telenor in between, and the app's access token is
+an opaque BFF session token, never Telenor's. This module owns the rules of that profile:
+which redirect URIs an app may use (`RedirectUris`), the RFC 8414 metadata, and the errors
+(RFC 6749 §4.1.2.1 on the redirect, §5.2 from the token endpoint). The routes are in
+`routes/oauth2.py`; the login itself is the browser flow's (`flow.py`, mode `native`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.responses import Response
+
+from .config import AppConfig, Settings
+from .errors import BffError
+from .return_urls import with_query
+
+CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 §4.1
+_LOOPBACK = re.compile(r"http://(127\.0\.0\.1|\[::1\])(?::(\d{1,5}))?(/[^#]*)?")
+_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\#]")
+
+# Our failure codes, as the RFC 6749 §4.1.2.1 error the app gets on its redirect URI.
+_REDIRECT_ERRORS = {
+    "access_denied": "access_denied",
+    "wrong_browser": "access_denied",
+    "rate_limited": "temporarily_unavailable",
+    "busy": "temporarily_unavailable",
+    "overloaded": "temporarily_unavailable",
+    "store_unavailable": "temporarily_unavailable",
+    "telenor_unavailable": "temporarily_unavailable",
+    "challenge_required": "invalid_request",
+    "bad_request": "invalid_request",
+}
+
+
+def loopback(uri: str) -> tuple[str, str] | None:
+    """(host, path and query) of an `http://127.0.0.1[:port]/…` or `http://[::1]…` URI."""
+    match = _LOOPBACK.fullmatch(uri)
+    if match is None or (match.group(2) and not 0 < int(match.group(2)) < 65536):
+        return None
+    return match.group(1), match.group(3) or "/"
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why `uri` cannot be registered as a native redirect URI (RFC 8252 §7), or None."""
+    if _FORBIDDEN.search(uri):
+        return "must have no spaces, backslashes or fragment"
+    scheme, _, rest = uri.partition(":")
+    if not rest or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
+        return "must start with a lower-case scheme"
+    if scheme == "https":
+        return None if re.fullmatch(r"//[a-z0-9.-]+(:\d+)?(/.*)?", rest) else "is not an https URL"
+    if scheme == "http":
+        return None if loopback(uri) else "may be http only on 127.0.0.1 or [::1] (RFC 8252 §7.3)"
+    if "." not in scheme:
+        return "a private-use scheme must be a reversed domain name, like no.example.app"
+    return None
+
+
+class RedirectUris:
+    """One app's registered redirect URIs (`BFF_APPS__{ID}__NATIVE_REDIRECT_URIS`): exact
+    matches, except that a loopback URI matches on any port (RFC 8252 §7.3)."""
+
+    def __init__(self, app: AppConfig) -> None:
+        self._exact = frozenset(app.native_redirect_uris)
+        self._loopback = frozenset(
+            found for uri in app.native_redirect_uris if (found := loopback(uri)) is not None
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self._exact)
+
+    def match(self, uri: str | None) -> str | None:
+        """The URI to redirect to, when it is registered; None otherwise."""
+        if not uri or len(uri) > 2048:
+            return None
+        if uri in self._exact:
+            return uri
+        found = loopback(uri)
+        return uri if found is not None and found in self._loopback else None
+
+
+def issuer(settings: Settings, app: str) -> str:
+    return f"{settings.public_url}/oauth2/{app}"
+
+
+def metadata(settings: Settings, app: str) -> dict[str, Any]:
+    """The RFC 8414 authorization server metadata of one app. No `jwks_uri` and no ID-token
+    fields: the BFF issues no ID tokens, so OpenID discovery's fields would be untrue."""
+    base = issuer(settings, app)
+    return {
+        "issuer": base,
+        "authorization_endpoint": f"{base}/authorize",
+        "token_endpoint": f"{base}/token",
+        "revocation_endpoint": f"{base}/revoke",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+    }
+
+
+def error_redirect(redirect_uri: str, state: str | None, error: BffError) -> str:
+    """The app's redirect URI with the RFC 6749 §4.1.2.1 error for `error`, and its state."""
+    params = {
+        "error": _REDIRECT_ERRORS.get(error.code, "server_error"),
+        "error_description": error.code,
+    }
+    if state is not None:
+        params["state"] = state
+    return with_query(redirect_uri, **params)
+
+
+def success_redirect(redirect_uri: str, code: str, state: str | None) -> str:
+    return with_query(redirect_uri, code=code, **({"state": state} if state is not None else {}))
+
+
+class OAuthError(Exception):
+    """An RFC 6749 §5.2 error of the token or revocation endpoint."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(error)
+        self.error = error
+        self.description = description
+        self.status = status
+
+    def response(self) -> Response:
+        body = {"error": self.error, "error_description": self.description}
+        return token_response(body, self.status)
+
+
+def token_response(body: dict[str, Any], status: int = 200) -> Response:
+    """JSON as RFC 6749 §5.1 asks for a token response: never cached."""
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
