@@ -3,6 +3,8 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
+# service/static/line-auth-bff.js is a link to the JS client's one source.
+COPY clients/js ./clients/js
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim

@@ -170,6 +170,10 @@ class LoginFlow:
             )
         return Flow(app_id, cfg.display_name or app_id, return_to, mode, challenge, client_state)
 
+    def return_url(self, app_id: str, return_to: str | None) -> str | None:
+        """`return_to` when the app allows it (the one open-redirect rule), else None."""
+        return self._policies[app_id].check(return_to)
+
     def check_start(self, start: LoginStart) -> tuple[AppConfig, str, str]:
         """(app, accepted return URL, mode) of a login request, or the BffError to show."""
         app_id = start.app

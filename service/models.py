@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import CATALOG, PROBLEM_TYPE
 
 
+def _example(*examples: dict[str, Any]) -> ConfigDict:
+    """Schema examples (the OpenAPI document's; a generated client's docs show them)."""
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
 class StartRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"return_to": "https://shop.example.no/"}]}
+    )
 
     return_to: str = Field(max_length=2048)
     mode: Literal["cookie"] = Field(
@@ -21,11 +28,26 @@ class StartRequest(BaseModel):
 
 
 class StartResponse(BaseModel):
+    model_config = _example(
+        {
+            "authorization_url": "https://api.telenor.no/oauth/v2/authorize?client_id=…",
+            "expires_at": "2026-12-02T14:10:00Z",
+        }
+    )
+
     authorization_url: str
     expires_at: str = Field(description="ISO 8601 UTC time the login must finish by")
 
 
 class SessionStatus(BaseModel):
+    model_config = _example(
+        {"authenticated": True, "expires_at": "2026-12-02T22:00:00Z", "expires_in": 28740},
+        {
+            "authenticated": False,
+            "login_url": "https://bff.example.no/auth/shop/login?return_to=https%3A%2F%2Fshop.example.no%2F",
+        },
+    )
+
     authenticated: bool
     expires_at: str | None = None
     expires_in: int | None = None
@@ -33,6 +55,8 @@ class SessionStatus(BaseModel):
 
 
 class RevokeAllResponse(BaseModel):
+    model_config = _example({"revoked": 3})
+
     revoked: int = Field(description="How many of the subscriber's sessions in this app ended")
 
 
@@ -67,6 +91,20 @@ class RevocationResult(BaseModel):
 class Problem(BaseModel):
     """RFC 9457 problem details."""
 
+    model_config = _example(
+        {
+            "type": PROBLEM_TYPE + "not_authenticated",
+            "title": "Not signed in",
+            "status": 401,
+        },
+        {
+            "type": PROBLEM_TYPE + "rate_limited",
+            "title": "Too many requests",
+            "status": 429,
+            "detail": "Try again in 20 s.",
+        },
+    )
+
     # One URN per catalogue code, as an enum: a generated client can switch on it.
     type: str = Field(json_schema_extra={"enum": [PROBLEM_TYPE + code for code in CATALOG]})
     title: str
@@ -96,7 +134,26 @@ class Address(BaseModel):
 class UserInfo(BaseModel):
     """Telenor Mobile User Info (`GET /user-info/v1/users`); unknown fields are passed through."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "mobileNumber": "4790000001",
+                    "name": {"givenName": "Kari", "familyName": "Nordmann"},
+                    "address": {
+                        "streetName": "Storgata",
+                        "houseNumber": "1",
+                        "postalCode": "0155",
+                        "postalPlace": "Oslo",
+                        "countryCode": "NO",
+                    },
+                    "birthDate": "1985-03-14",
+                    "emailAddress": "kari.nordmann@example.no",
+                }
+            ]
+        },
+    )
 
     mobileNumber: str | None = None
     name: Name | None = None
@@ -116,7 +173,19 @@ class Capabilities(BaseModel):
 class DeviceInfo(BaseModel):
     """Telenor Mobile Device Info (`GET /mobile-device-info/v1/device`)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "iPhone 15",
+                    "manufacturer": "Apple",
+                    "tac": "35332011",
+                    "capabilities": {"hdVoice": True, "lte": True, "lteAdvanced": True},
+                }
+            ]
+        },
+    )
 
     model: str | None = None
     manufacturer: str | None = None

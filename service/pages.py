@@ -327,8 +327,16 @@ class Pages:
         # The switch link keeps only harmless parameters: never a callback's code or state.
         query = {k: v for k, v in request.query_params.items() if k in START_PARAMS}
         query["lang"] = other
-        switch_url = None
-        if not request.url.path.endswith("/callback"):
+        if request.url.path.endswith(("/callback", "/error")):
+            # The callback's own URL carries a spent code and state: the switch shows the same
+            # page again by its code instead (`/auth/{app}/error`), never with them.
+            switch_url = None
+            if flow is not None:
+                again = {"code": error.code, "lang": other}
+                if flow.return_to:
+                    again["return_to"] = flow.return_to
+                switch_url = f"/auth/{flow.app}/error?{urlencode(again)}"
+        else:
             switch_url = f"{request.url.path}?{urlencode(query)}"
         nonce = secrets.token_urlsafe(12)
         html = self._template.render(

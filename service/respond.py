@@ -36,6 +36,11 @@ class Responder:
     async def send(self, scope: Scope, receive: Receive, send: Send, error: BffError) -> None:
         await self.response(scope, error)(scope, receive, send)
 
+    def page_again(self, scope: Scope, error: BffError) -> Response:
+        """The page of an error already answered and counted, shown again (in the other
+        language): not a new error, so not counted."""
+        return self._pages.error(Request(scope), error)
+
     def count(self, code: str) -> None:
         """Count an error response sent elsewhere (the HTTP protocol's 431)."""
         self._events.error(code)

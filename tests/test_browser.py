@@ -147,6 +147,34 @@ async def test_ussd_path_fills_the_form(context: BrowserContext, dev: Dev) -> No
     await shot(page, "ussd-filled")
 
 
+async def test_the_demo_signs_in_through_the_js_client(context: BrowserContext, dev: Dev) -> None:
+    """The demo imports the BFF's JS client from its fixed path, and every call it makes to
+    the BFF goes through it: the cookie, `X-CSRF: 1`, and the problem it turns a 401 into."""
+    page = await context.new_page()
+    requests: list[tuple[str, dict[str, str]]] = []
+    page.on("request", lambda r: requests.append((r.url, r.headers)))
+    await to_consent_by_ussd(page, dev, "4790000001")
+    await page.click("#approve")
+    await expect(page.locator("#device")).to_contain_text("iPhone 15")
+    assert f"{dev.url}/client/line-auth-bff.js" in [url for url, _ in requests]
+    calls = {url: headers for url, headers in requests if "/api/demo/" in url}
+    wanted = {f"{dev.url}/api/demo/{p}" for p in ("session", "user-info", "device-info")}
+    assert set(calls) >= wanted
+    assert all(headers.get("x-csrf") == "1" for headers in calls.values())
+    # The client's typed errors, in the page itself: a 401 is a NotSignedIn with a login URL.
+    await context.clear_cookies()
+    outcome = await page.evaluate(
+        """async () => {
+            const { createClient, NotSignedIn } = await import("/client/line-auth-bff.js");
+            const bff = createClient({ baseUrl: location.origin, app: "demo" });
+            try { await bff.userInfo(); return "no error"; }
+            catch (e) { return [e instanceof NotSignedIn, e.code, e.status, e.loginUrl]; }
+        }"""
+    )
+    assert outcome[:3] == [True, "not_authenticated", 401]
+    assert outcome[3].startswith(f"{dev.url}/auth/demo/login?return_to=")
+
+
 async def test_network_path_needs_no_ussd_page(context: BrowserContext, dev: Dev) -> None:
     page = await context.new_page()
     urls = await to_consent_by_network(page, dev, "4790000002")

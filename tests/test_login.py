@@ -342,3 +342,29 @@ async def test_code_refused_by_token_endpoint_shows_token_rejected(browser, sand
     page = await browser.get(walk.callback_url)
     assert page.status_code == 502 and 'data-error="token_rejected"' in page.text
     assert len(sandbox.calls("/oauth/v2/token")) == 1
+
+
+async def test_a_callback_error_page_switches_language_without_its_code_or_state(browser):
+    """The callback's page offers the other language through `/auth/{app}/error`: the same
+    error, the same way back, and never the callback's code or state in the link."""
+    walk = await walk_login(browser, decision="deny")
+    page = walk.final
+    assert page.status_code == 403 and '<html lang="nb">' in page.text
+    switch = page.text.split('<nav><a href="')[1].split('"')[0].replace("&amp;", "&")
+    assert switch.startswith("/auth/web/error?code=access_denied&lang=en")
+    callback = query(walk.callback_url)
+    assert callback["state"] not in switch and callback.get("code", "-") not in switch
+    english = await browser.get(f"{BFF}{switch}")
+    assert english.status_code == 403 and '<html lang="en">' in english.text
+    assert 'data-error="access_denied"' in english.text and "You declined" in english.text
+    assert f'href="{APP_ORIGIN}/done?error=access_denied"' in english.text
+    back = english.text.split('<nav><a href="')[1].split('"')[0].replace("&amp;", "&")
+    assert "lang=nb" in back and "code=access_denied" in back
+
+
+async def test_the_error_page_route_takes_only_known_codes_and_allowed_return_urls(browser):
+    r = await browser.get(
+        f"{BFF}/auth/web/error", params={"code": "<script>", "return_to": "https://evil.test/"}
+    )
+    assert r.status_code == 400 and 'data-error="bad_request"' in r.text
+    assert "evil.test" not in r.text and "<script>" not in r.text

@@ -19,6 +19,7 @@ from ..errors import BffError
 from ..flow import START_PARAMS, LoginStart
 from ..native import error_redirect
 from ..openapi import PUBLIC, SIGNED_IN_OR_NOT
+from ..pages import TEXTS
 from .api import PROBLEMS
 
 _Route = TypeVar("_Route", bound=Callable[..., Any])
@@ -80,6 +81,17 @@ async def network(app: str, services: ServicesDep, state: str = "") -> Response:
     """The network-authentication entry's last hop: from plain http to Telenor's authorize
     page, for a login the https hop has started (and bound to this browser)."""
     return redirect(await services.flow.leave(app, state))
+
+
+@router.get("/auth/{app}/error", include_in_schema=False)
+async def error_page(
+    app: str, request: Request, services: ServicesDep, code: str = "", return_to: str | None = None
+) -> Response:
+    """A callback's error page again, in the language asked for (its language switch): the
+    page of `code`, with the way back only to a return URL the app allows."""
+    flow = services.flow.flow(app, services.flow.return_url(app, return_to))
+    shown = code if code in TEXTS else "bad_request"
+    return services.responder.page_again(request.scope, BffError(shown, flow=flow))
 
 
 def redirect(url: str) -> Response:

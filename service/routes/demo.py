@@ -37,7 +37,8 @@ async def demo(services: ServicesDep) -> HTMLResponse:
         network_login=f"{entry}/auth/demo/login?return_to={quote(public + '/demo', safe='')}",
     )
     csp = (
-        f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        # ('self' for the JS client the page imports: a module's imports carry no nonce.)
+        f"default-src 'self'; script-src 'nonce-{nonce}' 'self'; style-src 'nonce-{nonce}'; "
         "frame-ancestors 'none'; base-uri 'none'"
     )
     return HTMLResponse(html, headers={"Content-Security-Policy": csp, "Cache-Control": "no-store"})

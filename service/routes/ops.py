@@ -1,9 +1,11 @@
-"""Ops endpoints: liveness, readiness, metrics."""
+"""Ops endpoints: liveness, readiness, metrics; and the JS client's fixed path."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from functools import cache
+from pathlib import Path
 
 from fastapi import APIRouter
 from redis.exceptions import RedisError
@@ -55,3 +57,23 @@ async def readyz(services: ServicesDep) -> Response:
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus metrics (summed over all workers); keep it off the public internet."""
     return Response(services.metrics.render(), media_type=services.metrics.content_type)
+
+
+CLIENT_PATH = "/client/line-auth-bff.js"
+
+
+@cache
+def _client_js() -> bytes:
+    """The browser client (clients/js/index.js), as one ES module."""
+    return (Path(__file__).parent.parent / "static" / "line-auth-bff.js").read_bytes()
+
+
+@router.get(CLIENT_PATH, include_in_schema=False)
+async def client_js() -> Response:
+    """The JS client, at a fixed path: `import { createClient } from "{public}/client/…"`.
+    Public and credential-free, so any origin may load it as a module script."""
+    return Response(
+        _client_js(),
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"},
+    )
