@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -40,7 +41,7 @@ from .pages import Pages
 from .plain_http import PlainHttp
 from .proxy import ApiProxy
 from .ratelimit import RateLimiter
-from .redis import create_redis
+from .redis import create_redis, timed
 from .request import Classifier
 from .respond import Responder
 from .routes import admin, api, auth, demo, oauth2, ops
@@ -111,6 +112,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         redis, close_redis = create_redis(settings)
+        timed(redis, metrics.observe_redis)
+        flusher = asyncio.create_task(_flush_every_second(metrics))
         timeout = settings.telenor.timeout_seconds
         oauth_http = _http_client(timeout, 50)
         api_http = _api_client(timeout, 200)
@@ -180,6 +183,8 @@ def create_app(
             )
             yield {"services": services}
         finally:
+            flusher.cancel()
+            metrics.deferred.flush()
             await api_http.close()
             await oauth_http.aclose()
             await close_redis()
@@ -245,6 +250,7 @@ def create_app(
             admission=Admission(settings.max_in_flight, settings.shed_after_ms / 1000),
             responder=responder,
             access_log=access_log or AccessLog(),
+            metrics=metrics,
             routes=[route for router in (*routers, admin.router) for route in router.routes],
         )
         # X-Forwarded-For/-Proto are believed only from BFF_TRUSTED_PROXIES, before anything
@@ -254,6 +260,14 @@ def create_app(
 
     app.edge = edge
     return app
+
+
+async def _flush_every_second(metrics: Metrics) -> None:
+    """The hot path's samples reach their series (and, with several workers, the shared
+    files another worker renders) at most a second late."""
+    while True:
+        await asyncio.sleep(1.0)
+        metrics.deferred.flush()
 
 
 class BffApp(FastAPI):

@@ -34,6 +34,7 @@ from .limits import Admission, read_body
 from .listeners import Listeners
 from .logs import request_id
 from .logs.access import AccessLog
+from .metrics import Metrics
 from .plain_http import PlainHttp, Redirect
 from .request import SCOPE_KEY, Classifier, RequestScope
 from .respond import Responder
@@ -56,8 +57,10 @@ class Edge:
         admission: Admission,
         responder: Responder,
         access_log: AccessLog,
+        metrics: Metrics,
         routes: Sequence[Any],
     ) -> None:
+        self._observe = metrics.observe_request
         self.app = app
         self._classify = classify
         self._listeners = listeners
@@ -88,16 +91,12 @@ class Edge:
             # lines leave out any background task that runs after it (Telenor's logout).
             nonlocal logged
             logged = True
+            seconds = time.perf_counter() - started
+            route = self._template(req, scope)
             self._access.write(
-                (
-                    req.method,
-                    self._template(req, scope),
-                    status,
-                    round((time.perf_counter() - started) * 1000, 2),
-                    req.client,
-                    req.request_id,
-                )
+                (req.method, route, status, round(seconds * 1000, 2), req.client, req.request_id)
             )
+            self._observe(route, req.method, status, seconds)
 
         async def out(message: Message) -> None:
             nonlocal status

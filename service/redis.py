@@ -8,6 +8,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
@@ -103,6 +104,38 @@ def unreplicated(acknowledged: int, wanted: int) -> None:
 def as_bytes(value: bytes | str | None) -> bytes | None:
     """A reply as bytes: redis-py declares `bytes | str`; our clients never decode replies."""
     return value.encode() if isinstance(value, str) else value
+
+
+def timed(client: Redis | RedisCluster, observe: Callable[[str, float], None]) -> None:
+    """Report every round trip of `client` to `observe(command, seconds)`, failures included:
+    each command by its name, each pipeline as `pipeline`. (redis-py has no hook for this, so
+    the client's two entry points are wrapped, on this one instance.)"""
+    command = client.execute_command
+    pipeline = client.pipeline
+
+    async def execute_command(*args: Any, **options: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await command(*args, **options)
+        finally:
+            observe(str(args[0]), time.perf_counter() - started)
+
+    def timed_pipeline(*args: Any, **options: Any) -> Any:
+        pipe = pipeline(*args, **options)
+        run = pipe.execute
+
+        async def execute(*call: Any, **kw: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await run(*call, **kw)
+            finally:
+                observe("pipeline", time.perf_counter() - started)
+
+        pipe.execute = execute  # type: ignore[method-assign]
+        return pipe
+
+    client.execute_command = execute_command  # type: ignore[method-assign]
+    client.pipeline = timed_pipeline  # type: ignore[method-assign]
 
 
 def create_redis(settings: Settings) -> tuple[Redis | RedisCluster, Callable[[], Awaitable[None]]]:

@@ -48,6 +48,34 @@ def sample(metrics: str, name: str, **labels: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+async def test_request_redis_build_and_process_metrics(bff, browser, sandbox):
+    """Every request in the request histogram by route template, method and status class
+    (labels render in name order)
+    (unrouted ones as `unmatched`, unknown methods as `other`); Redis round trips by command;
+    the build; the process."""
+    walk = await walk_login(browser)
+    assert walk.final.status_code == 302
+    for _ in range(2):
+        assert (await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)).status_code == 200
+    await browser.get(f"{BFF}/no/such/page")
+    await browser.request("FROB", f"{BFF}/api/web/user-info", headers=CSRF)
+    text = await scrape(browser)
+    request = "bff_http_request_duration_seconds_count"
+    assert sample(text, request, method="GET", route="/api/{app}/user-info", status="2xx") == 2
+    assert sample(text, request, method="GET", route="/auth/{app}/callback", status="3xx") == 1
+    assert sample(text, request, method="GET", route="unmatched", status="4xx") == 1
+    assert sample(text, request, method="other", route="/api/{app}/user-info", status="4xx") == 1
+    bucket = "bff_http_request_duration_seconds_bucket"
+    assert (
+        sample(text, bucket, le="+Inf", method="GET", route="/api/{app}/user-info", status="2xx")
+        == 2
+    )
+    assert sample(text, "bff_redis_command_seconds_count", command="EVALSHA") >= 2
+    assert sample(text, "bff_redis_command_seconds_count", command="pipeline") >= 1
+    assert re.search(r'^bff_build_info\{version="[^"]+"\} 1\.0$', text, re.M)
+    assert sample(text, "process_resident_memory_bytes") > 0
+
+
 async def test_metrics_count_the_flow_by_app_reason_path_and_status(bff, browser, sandbox):
     """Logins started/completed/failed, token exchange, proxied calls, rejections, Redis errors."""
     await walk_login(browser)

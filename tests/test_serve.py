@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -156,5 +157,17 @@ async def test_metrics_are_summed_over_two_workers(sandbox_url, redis_url, prefi
                 async with httpx.AsyncClient(base_url=admin_url(env)) as one:
                     text = (await one.get("/metrics")).text
                     assert 'bff_login_started_total{app="web",mode="cookie"} 30.0' in text
+            # Process metrics of each worker (prometheus-client's own see only the renderer).
+            workers = set(re.findall(r'^process_cpu_seconds_total\{pid="(\d+)"\}', text, re.M))
+            assert len(workers) == 2 and str(proc.pid) not in workers
+            assert re.search(r'^bff_build_info\{version="[^"]+"\} 1\.0$', text, re.M)
+            # The request histogram: within a second every worker's share is in the files.
+            route = 'method="GET",route="/auth/{app}/login",status="3xx"'
+            deadline = time.monotonic() + 5
+            while f"bff_http_request_duration_seconds_count{{{route}}} 30.0" not in text:
+                assert time.monotonic() < deadline, text
+                await asyncio.sleep(0.2)  # (polls the flush the workers do every second)
+                async with httpx.AsyncClient(base_url=admin_url(env)) as one:
+                    text = (await one.get("/metrics")).text
     finally:
         stop(proc)
