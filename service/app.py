@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from .clock import Clock
@@ -35,7 +35,7 @@ from .limits import Admission
 from .listeners import Listeners
 from .logs.access import AccessLog
 from .logs.redact import Redactor
-from .metrics import Metrics
+from .metrics import Metrics, build_version
 from .openapi import openapi_document
 from .pages import Pages
 from .plain_http import PlainHttp
@@ -49,6 +49,7 @@ from .session_index import SubscriberHash
 from .sessions import SessionAuth
 from .stores import CodeStore, SessionStore, StateStore
 from .telenor import Telenor
+from .tracing import TRUSTED_PEER, Tracing
 
 
 class ConfigError(Exception):
@@ -108,6 +109,7 @@ def create_app(
     metrics = Metrics()
     events = Events(metrics)
     responder = Responder(pages=Pages(), events=events)
+    tracing = Tracing(version=build_version())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -154,6 +156,7 @@ def create_app(
                 clock=clock,
                 limiter=limiter,
                 events=events,
+                tracing=tracing,
             )
             services = Services(
                 settings=settings,
@@ -169,10 +172,15 @@ def create_app(
                     limiter=limiter,
                     events=events,
                     subscribers=subscribers,
+                    tracing=tracing,
                 ),
                 auth=session_auth,
                 proxy=ApiProxy(
-                    settings=settings, telenor=telenor, auth=session_auth, metrics=metrics
+                    settings=settings,
+                    telenor=telenor,
+                    auth=session_auth,
+                    metrics=metrics,
+                    tracing=tracing,
                 ),
                 clock=clock,
                 metrics=metrics,
@@ -185,6 +193,7 @@ def create_app(
         finally:
             flusher.cancel()
             metrics.deferred.flush()
+            tracing.shutdown()
             await api_http.close()
             await oauth_http.aclose()
             await close_redis()
@@ -251,11 +260,23 @@ def create_app(
             responder=responder,
             access_log=access_log or AccessLog(),
             metrics=metrics,
+            tracing=tracing,
             routes=[route for router in (*routers, admin.router) for route in router.routes],
         )
         # X-Forwarded-For/-Proto are believed only from BFF_TRUSTED_PROXIES, before anything
         # reads the scheme or the client address.
-        outer: ASGIApp = ProxyHeadersMiddleware(layer, trusted_hosts=settings.trusted_proxies)  # type: ignore[arg-type, assignment]  # uvicorn types ASGI apps more narrowly than Starlette
+        proxied = ProxyHeadersMiddleware(layer, trusted_hosts=settings.trusted_proxies)  # type: ignore[arg-type]  # uvicorn types ASGI apps more narrowly than Starlette
+        if not tracing.on:
+            return proxied  # type: ignore[return-value]
+        trusted = proxied.trusted_hosts
+
+        async def outer(scope: Scope, receive: Receive, send: Send) -> None:
+            # A `traceparent` is believed only from a trusted proxy: the peer, before the
+            # proxy-headers layer replaces it with the forwarded client.
+            peer = scope.get("client")
+            scope[TRUSTED_PEER] = peer is not None and peer[0] in trusted
+            await proxied(scope, receive, send)  # type: ignore[arg-type]
+
         return outer
 
     app.edge = edge

@@ -38,6 +38,7 @@ from .metrics import Metrics
 from .plain_http import PlainHttp, Redirect
 from .request import SCOPE_KEY, Classifier, RequestScope
 from .respond import Responder
+from .tracing import TRUSTED_PEER, Tracing, current_trace_id, parent_of
 
 log = logging.getLogger("line_auth_bff")
 
@@ -58,9 +59,11 @@ class Edge:
         responder: Responder,
         access_log: AccessLog,
         metrics: Metrics,
+        tracing: Tracing,
         routes: Sequence[Any],
     ) -> None:
         self._observe = metrics.observe_request
+        self._tracing = tracing if tracing.on else None
         self.app = app
         self._classify = classify
         self._listeners = listeners
@@ -75,7 +78,37 @@ class Edge:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
+        elif self._tracing is not None:
+            await self._traced(self._tracing, scope, receive, send)
+        else:
+            await self._serve(scope, receive, send)
+
+    async def _traced(self, tracing: Tracing, scope: Scope, receive: Receive, send: Send) -> None:
+        """`_serve` inside the request's server span, which gets the outcome at the end."""
+        parent = parent_of(scope["headers"]) if scope.get(TRUSTED_PEER) else None
+        status = 0
+
+        async def out(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        method, path = scope["method"], scope["path"]
+        with tracing.server(method, path, scope.get("scheme", "http"), parent) as span:
+            try:
+                await self._serve(scope, receive, out)
+            finally:
+                req: RequestScope = scope[SCOPE_KEY]
+                route = self._template(req, scope)
+                span.update_name(f"{method} {route or '(unmatched)'}")
+                span.set_attribute("http.response.status_code", status)
+                if route:
+                    span.set_attribute("http.route", route)
+                if req.app:
+                    span.set_attribute("app", req.app)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         req = self._classify(scope)
         scope[SCOPE_KEY] = req
         token = request_id.set(req.request_id)
@@ -93,8 +126,17 @@ class Edge:
             logged = True
             seconds = time.perf_counter() - started
             route = self._template(req, scope)
+            trace_id = current_trace_id() if self._tracing is not None else None
             self._access.write(
-                (req.method, route, status, round(seconds * 1000, 2), req.client, req.request_id)
+                (
+                    req.method,
+                    route,
+                    status,
+                    round(seconds * 1000, 2),
+                    req.client,
+                    req.request_id,
+                    trace_id,
+                )
             )
             self._observe(route, req.method, status, seconds)
 

@@ -25,6 +25,7 @@ from .return_urls import ReturnUrlPolicy
 from .session_index import SubscriberHash
 from .stores import AuthCode, CodeStore, LoginState, Session, SessionStore, StateStore
 from .telenor import Telenor, TokenError
+from .tracing import NO_TRACE, Tracing
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # new_token(32)
 START_PARAMS = ("return_to", "mode")
@@ -136,7 +137,9 @@ class LoginFlow:
         limiter: RateLimiter,
         events: Events,
         subscribers: SubscriberHash,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing or NO_TRACE
         self._limiter = limiter
         self._events = events
         self._subscribers = subscribers
@@ -316,9 +319,10 @@ class LoginFlow:
             raise BffError("bad_callback", flow=flow)
         started = time.perf_counter()
         try:
-            tokens = await self._telenor.exchange_code(
-                cfg, auth_code, self._settings.callback_url(app_id), state.verifier
-            )
+            with self._tracing.child("token exchange", app=app_id):
+                tokens = await self._telenor.exchange_code(
+                    cfg, auth_code, self._settings.callback_url(app_id), state.verifier
+                )
         except TokenError as exc:
             self._events.token_exchange(app_id, "rejected", time.perf_counter() - started)
             raise BffError(

@@ -19,6 +19,7 @@ from .metrics import Metrics, status_class
 from .request import RequestScope
 from .sessions import SessionAuth
 from .telenor import BodyTooLarge, Telenor, classify, read_capped
+from .tracing import Tracing, inject
 
 # Upstream response headers worth passing on. Not X-Request-ID: the client gets ours (which
 # Telenor received), set at the edge.
@@ -37,8 +38,15 @@ class ApiProxy:
     """Forwards one allow-listed GET to Telenor with the session's access token."""
 
     def __init__(
-        self, *, settings: Settings, telenor: Telenor, auth: SessionAuth, metrics: Metrics
+        self,
+        *,
+        settings: Settings,
+        telenor: Telenor,
+        auth: SessionAuth,
+        metrics: Metrics,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._trace = tracing if tracing is not None and tracing.on else None
         self._metrics = metrics
         base = telenor.api_base
         # The allow-list, each path with its full upstream URL built once.
@@ -68,8 +76,13 @@ class ApiProxy:
         }
         upstream_headers["Authorization"] = f"Bearer {caller.session.access_token}"
         upstream_headers["X-Request-ID"] = req.request_id
+        span = None
+        if self._trace is not None:  # (the upstream call's span, and its traceparent)
+            span = self._trace.start("GET telenor", **{"telenor.path": path})
+            inject(upstream_headers, span)
         started = time.perf_counter()
         cap = self._telenor.max_body
+        status = 0
         try:
             async with self._telenor.api.get(
                 url, headers=upstream_headers, allow_redirects=False
@@ -90,6 +103,10 @@ class ApiProxy:
         except BodyTooLarge:
             self._metrics.count_proxied(app, path, "too_large")
             raise BffError("upstream_error", f"Telenor's answer is over {cap} bytes.") from None
+        finally:
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
+                span.end()
         self._metrics.observe_upstream(app, path, time.perf_counter() - started)
         self._metrics.count_proxied(app, path, status_class(status))
         if status == 401:

@@ -22,6 +22,7 @@ from .ratelimit import RateLimiter
 from .request import RequestScope
 from .stores import CodeStore, Session, SessionStore, known
 from .telenor import Telenor, TokenError
+from .tracing import NO_TRACE, REDIS_READ, Tracing
 
 REFRESH_LOCK_SECONDS = 15.0
 REFRESH_POLL_SECONDS = 0.05
@@ -51,7 +52,9 @@ class SessionAuth:
         clock: Clock,
         limiter: RateLimiter,
         events: Events,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._trace = tracing if tracing is not None and tracing.on else None
         self._limiter = limiter
         self._events = events
         self._sessions = sessions
@@ -83,7 +86,11 @@ class SessionAuth:
         key = self._session_key(req)
         if key is None or req.app is None or req.credential is None:
             return None
-        blob = await self._limiter.read_counted(key, "api", SessionStore.hash_tag(key))
+        if self._trace is None:
+            blob = await self._limiter.read_counted(key, "api", SessionStore.hash_tag(key))
+        else:
+            with self._trace.child("redis session read", **REDIS_READ):
+                blob = await self._limiter.read_counted(key, "api", SessionStore.hash_tag(key))
         caller = self._caller(blob, key, req.credential.kind, req.app)
         if caller is None:
             return None
@@ -129,7 +136,8 @@ class SessionAuth:
                 return current
             assert session.refresh_token is not None
             try:
-                tokens = await self._telenor.refresh(app, session.refresh_token)
+                with (self._trace or NO_TRACE).child("token refresh", app=session.app):
+                    tokens = await self._telenor.refresh(app, session.refresh_token)
             except TokenError:
                 self._events.refreshed(session.app, "rejected")
                 await self._sessions.delete_key(key)

@@ -20,6 +20,7 @@ import httpx
 from .config import AppConfig, TelenorSettings
 from .errors import BffError
 from .logs import request_id
+from .tracing import inject
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def _with_request_id(headers: dict[str, str]) -> dict[str, str]:
     rid = request_id.get()
     if rid:
         headers["X-Request-ID"] = rid
-    return headers
+    return inject(headers)  # (and the trace, when there is one: W3C traceparent)
 
 
 class Telenor:

@@ -369,7 +369,7 @@ def sole_handler(path: Path) -> Iterator[AccessLog]:
             handler.close()
 
 
-ACCESS = ("GET", "/api/{app}/user-info", 200, 3.25, "203.0.113.9", "trace-1")
+ACCESS = ("GET", "/api/{app}/user-info", 200, 3.25, "203.0.113.9", "trace-1", None)
 
 
 async def test_access_lines_skip_the_record_machinery_and_are_flushed_in_batches(tmp_path):
@@ -406,7 +406,7 @@ def test_access_lines_are_records_when_other_handlers_listen(tmp_path):
     other = io.StringIO()
     with sole_handler(tmp_path / "stdout") as access:
         logging.getLogger().addHandler(logging.StreamHandler(other))
-        access.write((*ACCESS[:5], None))
+        access.write((*ACCESS[:5], None, None))
     assert other.getvalue() == "GET /api/{app}/user-info 200\n"
     line = json.loads((tmp_path / "stdout").read_text())
     assert line["status"] == 200 and "request_id" not in line
@@ -414,7 +414,7 @@ def test_access_lines_are_records_when_other_handlers_listen(tmp_path):
 
 def test_access_line_formats_escape_what_they_print():
     """A client address from a trusted proxy's X-Forwarded-For is the one free-form value."""
-    fields = ("GET", None, 404, 0.5, 'x"y\\z', None)
+    fields = ("GET", None, 404, 0.5, 'x"y\\z', None, None)
     line = json.loads(JsonFormatter.access_line(0.0, fields))
     assert (line["client"], line["route"], line["msg"]) == ('x"y\\z', None, "GET (unmatched) 404")
     human = HumanFormatter.access_line(0.0, fields)

@@ -15,12 +15,14 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any
 
+from ..tracing import current_trace_id
 from . import request_id
 from .redact import Redactor
 
 ACCESS_LOGGER = "line_auth_bff.access"
-# An access line's values: method, route template, status, duration in ms, client, request id.
-AccessFields = tuple[str, str | None, int, float, str | None, str | None]
+# An access line's values: method, route template, status, duration in ms, client, request id,
+# trace id (when tracing is on).
+AccessFields = tuple[str, str | None, int, float, str | None, str | None, str | None]
 
 _second: list[Any] = [None, ""]  # the last whole second formatted, and its text
 
@@ -64,10 +66,18 @@ class _Formatter(logging.Formatter):
         access_fields = getattr(record, "access", None)
         if access_fields is not None:
             return self.access_line(record.created, access_fields)
-        return self._redact(self.line(record))
+        text = self._redact(self.line(record))
+        # The trace id joins after the redactor, which would take its 32 hex digits for a
+        # token: it is ours, random, and what joins this line to its trace.
+        trace_id = current_trace_id()
+        return self.with_trace(text, trace_id) if trace_id else text
 
     def line(self, record: logging.LogRecord) -> str:
         raise NotImplementedError
+
+    @staticmethod
+    def with_trace(text: str, trace_id: str) -> str:
+        return f"{text} trace_id={trace_id}"
 
     @staticmethod
     def access_line(created: float, fields: AccessFields) -> str:
@@ -75,7 +85,12 @@ class _Formatter(logging.Formatter):
 
 
 class JsonFormatter(_Formatter):
-    """One JSON object per line: time, level, logger, message, request id, structured fields."""
+    """One JSON object per line: time, level, logger, message, request id, structured fields
+    (and the trace id, when there is a trace)."""
+
+    @staticmethod
+    def with_trace(text: str, trace_id: str) -> str:
+        return f'{{"trace_id": "{trace_id}", {text[1:]}'
 
     def line(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -99,11 +114,12 @@ class JsonFormatter(_Formatter):
         """The access line, assembled directly. Its values are checked ones: a method token, a
         route template, a status, a duration, the client address and a vetted request id; no
         redaction pass needed."""
-        method, route, status, duration_ms, client, rid = fields
+        method, route, status, duration_ms, client, rid, trace_id = fields
         return (
             f'{{"ts": "{_timestamp(created)}", "level": "info", "logger": "{ACCESS_LOGGER}",'
             f' "msg": {_message(method, route, status)},'
             + (f' "request_id": "{rid}",' if rid else "")
+            + (f' "trace_id": "{trace_id}",' if trace_id else "")
             + f' {_route_members(method, route)}, "status": {status},'
             f' "duration_ms": {duration_ms}, "client": {_quoted(client)}}}'
         )
