@@ -16,6 +16,7 @@ from .errors import BffError, problem_for
 from .events import Events
 from .pages import Pages
 from .request import SCOPE_KEY, RequestScope
+from .tracing import mark
 
 
 class Responder:
@@ -28,6 +29,7 @@ class Responder:
     def response(self, scope: Scope, error: BffError) -> Response:
         """The response for `error`, counted."""
         self.count(error.code)
+        mark(**{"error.type": error.code})  # (on the request's span, when it is traced)
         req: RequestScope | None = scope.get(SCOPE_KEY)
         if req is not None and req.surface == "page":
             return self._pages.error(Request(scope), error)

@@ -222,12 +222,19 @@ async def test_a_traceparent_from_an_untrusted_peer_starts_a_new_trace(
             await wait_ready(client, proc)
             r = await client.get("/healthz", headers={"traceparent": INCOMING})
             assert r.status_code == 200
-            spans = await until_spans(sink, "GET /healthz")
+            # (an untrusted peer's X-Forwarded-Proto is not believed either: plain http)
+            forwarded = {"X-Forwarded-Proto": "https"}
+            refused = await client.get("/api/web/session", headers=forwarded)
+            assert refused.status_code == 403
+            spans = await until_spans(sink, "GET /healthz", "GET /api/{app}/session")
     finally:
         stop(proc)
     (health,) = [s for s in spans if s.name == "GET /healthz"]
     assert health.trace_id != INCOMING_TRACE and health.parent_id == ""
     assert health.service == "line-auth-bff"  # OTEL_SERVICE_NAME's default
+    (failed,) = [s for s in spans if s.name == "GET /api/{app}/session"]
+    assert failed.attributes["error.type"] == "https_required"
+    assert failed.attributes["http.response.status_code"] == 403
 
 
 async def test_tracing_is_off_without_an_endpoint_or_when_disabled(
