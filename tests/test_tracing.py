@@ -79,6 +79,12 @@ class Span:
         )
 
 
+def traced_env(base: dict[str, str], **otel: str) -> dict[str, str]:
+    """`serve`'s environment with these OTEL_* variables; the batch exporter sends every
+    100 ms, so a test waits for its spans that long."""
+    return {**base, "OTEL_BSP_SCHEDULE_DELAY": "100", **otel}
+
+
 @pytest.fixture
 def receiver() -> Iterator[tuple[Receiver, str]]:
     sink = Receiver()
@@ -125,12 +131,11 @@ async def test_a_login_and_two_proxied_calls_are_traced_to_telenor_and_back(
     receiver, sandbox, sandbox_url, redis_url, prefix, tmp_path
 ):
     sink, otlp = receiver
-    env = {
-        **serve_env(redis_url, prefix, sandbox_url, tmp_path),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
-        "OTEL_SERVICE_NAME": "bff-under-test",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-    }
+    env = traced_env(
+        serve_env(redis_url, prefix, sandbox_url, tmp_path),
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp,
+        OTEL_SERVICE_NAME="bff-under-test",
+    )
     proc, port = start_serve(env, tmp_path)
     secrets: list[str] = [*SECRETS]
     try:
@@ -210,12 +215,11 @@ async def test_a_traceparent_from_an_untrusted_peer_starts_a_new_trace(
     receiver, sandbox, sandbox_url, redis_url, prefix, tmp_path
 ):
     sink, otlp = receiver
-    env = {
-        **serve_env(redis_url, prefix, sandbox_url, tmp_path),
-        "BFF_TRUSTED_PROXIES": "10.9.8.7",  # not the test's loopback address
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{otlp}/v1/traces",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-    }
+    env = traced_env(
+        serve_env(redis_url, prefix, sandbox_url, tmp_path),
+        BFF_TRUSTED_PROXIES="10.9.8.7",  # not the test's loopback address
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{otlp}/v1/traces",
+    )
     proc, port = start_serve(env, tmp_path)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
@@ -242,12 +246,11 @@ async def test_tracing_is_off_without_an_endpoint_or_when_disabled(
 ):
     """OTEL_SDK_DISABLED=true wins over an endpoint; nothing is exported."""
     sink, otlp = receiver
-    env = {
-        **serve_env(redis_url, prefix, sandbox_url, tmp_path),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
-        "OTEL_SDK_DISABLED": "true",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-    }
+    env = traced_env(
+        serve_env(redis_url, prefix, sandbox_url, tmp_path),
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp,
+        OTEL_SDK_DISABLED="true",
+    )
     proc, port = start_serve(env, tmp_path)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
