@@ -34,7 +34,7 @@ from .limits import Admission, read_body
 from .listeners import Listeners
 from .logs import request_id
 from .logs.access import AccessLog
-from .metrics import Metrics
+from .metrics import METHODS, Metrics
 from .plain_http import PlainHttp, Redirect
 from .request import SCOPE_KEY, Classifier, RequestScope
 from .respond import Responder
@@ -94,8 +94,8 @@ class Edge:
                 status = message["status"]
             await send(message)
 
-        method, path = scope["method"], scope["path"]
-        with tracing.server(method, path, scope.get("scheme", "http"), parent) as span:
+        method = scope["method"] if scope["method"] in METHODS else "_OTHER"  # (client-chosen)
+        with tracing.server(method, scope.get("scheme", "http"), parent) as span:
             try:
                 await self._serve(scope, receive, out)
             finally:

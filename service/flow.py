@@ -192,7 +192,7 @@ class LoginFlow:
                 f"Handoff mode is gone: native apps use OAuth at /oauth2/{app_id}/authorize.",
                 flow=base,
             )
-        if mode not in ("cookie", "native"):
+        if mode != ("native" if start.native else "cookie"):
             raise BffError("bad_request", "mode must be cookie", flow=base)
         if checked is None:
             raise BffError(
@@ -340,7 +340,8 @@ class LoginFlow:
             app_id, tokens.access_token, tokens.expires_in, tokens.refresh_token, subscriber
         )
         if state.mode == "native":
-            assert state.client_challenge is not None
+            if state.client_challenge is None:  # (no native start stores one without it)
+                raise BffError("bad_request", flow=flow)
             code = await self._codes.issue(
                 AuthCode(app_id, state.client_challenge, state.return_to, asdict(session))
             )

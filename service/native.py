@@ -21,6 +21,7 @@ from .errors import BffError
 from .return_urls import with_query
 
 CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+STATE = re.compile(r"[\x20-\x7e]{1,512}")  # RFC 6749 Appendix A.5, bounded: it is stored
 VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 §4.1
 _LOOPBACK = re.compile(r"http://(127\.0\.0\.1|\[::1\])(?::(\d{1,5}))?(/[^#]*)?")
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\#]")
@@ -108,10 +109,13 @@ def metadata(settings: Settings, app: str) -> dict[str, Any]:
     }
 
 
-def error_redirect(redirect_uri: str, state: str | None, error: BffError) -> str:
-    """The app's redirect URI with the RFC 6749 §4.1.2.1 error for `error`, and its state."""
+def error_redirect(
+    redirect_uri: str, state: str | None, error: BffError, oauth_error: str | None = None
+) -> str:
+    """The app's redirect URI with the RFC 6749 §4.1.2.1 error for `error` (or `oauth_error`),
+    and its state."""
     params = {
-        "error": _REDIRECT_ERRORS.get(error.code, "server_error"),
+        "error": oauth_error or _REDIRECT_ERRORS.get(error.code, "server_error"),
         "error_description": error.code,
     }
     if state is not None:

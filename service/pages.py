@@ -316,12 +316,13 @@ class Pages:
         app_name = flow.display_name if flow else ("appen" if lang == "nb" else "the app")
         title, what, meaning = TEXTS[code][lang]
         retry_url = back_url = None
-        if flow and flow.mode == "cookie" and code not in ("unknown_app", "bad_return_to"):
+        unsent = code in ("unknown_app", "bad_return_to", "bad_client", "bad_redirect_uri")
+        if flow and flow.mode == "cookie" and not unsent:
             params = {"mode": flow.mode}
             if flow.return_to:
                 params["return_to"] = flow.return_to
             retry_url = f"/auth/{flow.app}/login?{urlencode(params)}"
-        if flow and flow.return_to and flow.mode == "cookie":
+        if flow and flow.return_to and flow.mode == "cookie" and not unsent:
             back_url = with_query(flow.return_to, error=error.code)
         other = "en" if lang == "nb" else "nb"
         # The switch link keeps only harmless parameters: never a callback's code or state.

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from dataclasses import dataclass
 
 from .clock import Clock
 from .config import AppConfig
 from .crypto import pkce_challenge
 from .errors import BffError
-from .events import Events
+from .events import Events, event
 from .native import VERIFIER, OAuthError
 from .ratelimit import RateLimiter
 from .request import RequestScope
@@ -185,6 +186,7 @@ class SessionAuth:
         redeemed = await self._codes.redeem(code, key)
         if redeemed.reused is not None:
             await self._sessions.delete_key(redeemed.reused)
+            event("authorization code reused", logging.WARNING, app=app_id)
             raise OAuthError("invalid_grant", "The code was already used; its session is ended.")
         found = redeemed.code
         if found is None:
@@ -201,6 +203,9 @@ class SessionAuth:
         if not session.live(self._clock()):
             raise OAuthError("invalid_grant", "The login behind this code has already ended.")
         token, ttl, _ = await self._sessions.create(session, via="bearer", session_id=session_id)
+        if await self._codes.was_reused(code):  # (a reuse that came before the session did)
+            await self._sessions.delete_key(key)
+            raise OAuthError("invalid_grant", "The code was used twice; its session is ended.")
         return token, ttl
 
     async def logout(self, req: RequestScope) -> Session | None:

@@ -285,8 +285,11 @@ class CodeStore:
     """Single-use authorization codes, sealed under the SHA-256 of the code.
 
     Redeeming swaps the record, atomically (`SET … XX GET KEEPTTL`), for a marker naming the
-    session key its one redemption gets. So a code works once, and a second use finds the
-    marker and can end that session, until the code's own expiry removes the marker too.
+    session key its one redemption gets. So a code works once. A later use finds the marker,
+    puts it back flagged `reused` (its own swap replaced it for a moment) and ends that
+    session; the first redemption looks for the flag once its session exists (`was_reused`),
+    so a reuse that lands before the session does still ends it. The marker lives until the
+    code's own expiry.
     """
 
     def __init__(
@@ -319,8 +322,19 @@ class CodeStore:
             return Redeemed()
         data = json.loads(plain)
         if "used" in data:
+            first = self._seal({"used": data["used"], "reused": True}, key)
+            async with redis_errors():
+                await self._redis.set(key, first, xx=True, keepttl=True)
             return Redeemed(reused=data["used"])
         return Redeemed(code=known(AuthCode, data))
+
+    async def was_reused(self, value: str) -> bool:
+        """Whether a later use of this redeemed code has been seen."""
+        key = self._prefix + digest(value)
+        async with redis_errors():
+            blob = as_bytes(await self._redis.get(key))
+        plain = self._cipher.open(blob, key) if blob else None
+        return bool(plain and json.loads(plain).get("reused"))
 
     def _seal(self, data: dict[str, Any], key: str) -> bytes:
         return self._cipher.seal(json.dumps(data).encode(), key)

@@ -67,14 +67,17 @@ class Tracing:
             self._provider.shutdown()
 
     @contextmanager
-    def server(self, method: str, path: str, scheme: str, parent: Context | None) -> Iterator[Span]:
-        """The span of one request; `parent` is the trusted proxy's `traceparent`, if any."""
+    def server(self, method: str, scheme: str, parent: Context | None) -> Iterator[Span]:
+        """The span of one request; `parent` is the trusted proxy's `traceparent`, if any.
+        No `url.path`: a raw path may hold anything (an MSISDN, a token); the edge names the
+        span by its route template instead."""
         with self._tracer.start_as_current_span(
             method,
             context=parent,
             kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": path, "url.scheme": scheme},
+            attributes={"http.request.method": method, "url.scheme": scheme},
             record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             yield span
 
@@ -90,7 +93,11 @@ class Tracing:
             yield trace.INVALID_SPAN
             return
         with self._tracer.start_as_current_span(
-            name, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False
+            name,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,  # (an exception's text is not a closed set)
         ) as span:
             yield span
 
@@ -109,11 +116,12 @@ def inject(headers: dict[str, str], span: Span | None = None) -> dict[str, str]:
 
 
 def parent_of(headers: list[tuple[bytes, bytes]]) -> Context | None:
-    """The context a request's `traceparent` (and `tracestate`) names, or None."""
+    """The context a request's `traceparent` names, or None."""
+    # (Not `tracestate`: vendor data a client could have set, which would travel to Telenor.)
     carrier = {
         name.decode("latin-1"): value.decode("latin-1")
         for name, value in headers
-        if name in (b"traceparent", b"tracestate")
+        if name == b"traceparent"
     }
     return PROPAGATOR.extract(carrier) if carrier else None
 

@@ -368,3 +368,8 @@ async def test_the_error_page_route_takes_only_known_codes_and_allowed_return_ur
     )
     assert r.status_code == 400 and 'data-error="bad_request"' in r.text
     assert "evil.test" not in r.text and "<script>" not in r.text
+
+
+async def test_the_error_page_route_of_an_unknown_app_is_its_page(browser):
+    r = await browser.get(f"{BFF}/auth/nosuch/error", params={"code": "access_denied"})
+    assert r.status_code == 404 and 'data-error="unknown_app"' in r.text

@@ -20,7 +20,8 @@ import pytest
 from pydantic import ValidationError
 
 from service.config import AppConfig
-from service.crypto import new_token, pkce_challenge
+from service.crypto import Cipher, new_token, pkce_challenge
+from service.stores import CodeStore
 from tests.support.browser import (
     BFF,
     NATIVE_REDIRECT,
@@ -187,6 +188,28 @@ async def test_unregistered_redirect_uri_shows_the_page_and_redirects_nowhere(
     assert list(sandbox.requests) == []
 
 
+async def test_an_overlong_state_is_refused_and_not_sent_back(browser, sandbox, redis, bff):
+    """The app's state is stored with the login: more than 512 characters is refused before
+    anything is stored (and a redirect does not echo it)."""
+    params = query(authorize_url("mobile", NATIVE_REDIRECT, new_token(48), "x" * 30_000))
+    r = await browser.get(f"{BFF}/oauth2/mobile/authorize", params=params)
+    assert r.status_code == 302
+    back = query(r.headers["location"])
+    assert back["error"] == "invalid_request" and "state" not in back
+    assert list(sandbox.requests) == []
+    prefix = bff.settings.redis_key_prefix
+    assert [k async for k in redis.scan_iter(match=f"{prefix}state:*")] == []
+
+
+async def test_the_browser_login_cannot_start_a_native_login(browser, sandbox):
+    """`mode=native` is not a mode of the login page: only /oauth2/{app}/authorize starts one."""
+    r = await browser.get(
+        f"{BFF}/auth/mobile/login", params={"return_to": "myapp://auth", "mode": "native"}
+    )
+    assert r.status_code == 400 and "location" not in r.headers
+    assert list(sandbox.requests) == []
+
+
 async def test_wrong_client_id_shows_the_page(browser):
     url = authorize_url("mobile", NATIVE_REDIRECT, new_token(48), "s").replace(
         "client_id=mobile", "client_id=web"
@@ -194,6 +217,7 @@ async def test_wrong_client_id_shows_the_page(browser):
     r = await browser.get(url)
     assert r.status_code == 400 and "location" not in r.headers
     assert 'data-error="bad_client"' in r.text
+    assert 'id="retry"' not in r.text and "Tilbake til appen" not in r.text  # sent nowhere
 
 
 @pytest.mark.parametrize(
@@ -201,7 +225,7 @@ async def test_wrong_client_id_shows_the_page(browser):
     [
         ({"code_challenge_method": "plain"}, "invalid_request"),
         ({"code_challenge": "short"}, "invalid_request"),
-        ({"response_type": "token"}, "invalid_request"),
+        ({"response_type": "token"}, "unsupported_response_type"),
     ],
 )
 async def test_bad_authorization_request_redirects_the_error(browser, sandbox, change, error):
@@ -240,6 +264,26 @@ async def test_reused_code_is_refused_and_ends_the_session_it_produced(bff):
         assert after.status_code == 401
         metrics = await scrape(app)
     assert 'bff_errors_total{code="oauth_invalid_grant"} 1.0' in metrics
+
+
+async def test_a_reuse_before_the_first_session_exists_still_ends_it(bff, redis):
+    """The race of two token requests for one code, step by step on the real store: the
+    first swaps the code for its marker; a second use comes before the first's session is
+    created; a third comes later. The first redemption sees the flag, and no use overwrites
+    which session the code got."""
+    login = await native_login(bff)
+    settings = bff.settings
+    store = CodeStore(
+        redis, prefix=settings.redis_key_prefix, cipher=Cipher(settings.keys()), ttl=60
+    )
+    first = await store.redeem(login.code, "first-session-key")
+    assert first.code is not None and first.reused is None
+    assert not await store.was_reused(login.code)
+    second = await store.redeem(login.code, "second-session-key")
+    third = await store.redeem(login.code, "third-session-key")
+    assert second.reused == third.reused == "first-session-key"
+    assert second.code is None and third.code is None
+    assert await store.was_reused(login.code)
 
 
 async def test_code_of_another_app_is_refused_and_burned(bff):

@@ -151,6 +151,9 @@ async def test_a_login_and_two_proxied_calls_are_traced_to_telenor_and_back(
             for _ in range(2):
                 r = await browser.get("https://bff.test/api/web/user-info", headers=CSRF)
                 assert r.status_code == 200
+            # A path that names a subscriber (not on the allow-list): never in a span.
+            listed = "https://bff.test/api/web/telenor/subscribers/4790000001/balance"
+            assert (await browser.get(listed, headers=CSRF)).status_code == 404
             # A trusted proxy's traceparent is the parent of the request's span.
             joined = await browser.get(
                 "https://bff.test/api/web/device-info", headers={**CSRF, "traceparent": INCOMING}
@@ -209,6 +212,7 @@ async def test_a_login_and_two_proxied_calls_are_traced_to_telenor_and_back(
     for secret in secrets:
         assert secret.encode() not in exported, "a secret reached a span"
     assert b"4790000001" not in exported  # nor the MSISDN
+    assert not any("url.path" in s.attributes for s in spans)  # (raw paths hold anything)
 
 
 async def test_a_traceparent_from_an_untrusted_peer_starts_a_new_trace(
@@ -226,11 +230,14 @@ async def test_a_traceparent_from_an_untrusted_peer_starts_a_new_trace(
             await wait_ready(client, proc)
             r = await client.get("/healthz", headers={"traceparent": INCOMING})
             assert r.status_code == 200
+            assert (await client.request("PROPFIND", "/healthz")).status_code == 405
             # (an untrusted peer's X-Forwarded-Proto is not believed either: plain http)
             forwarded = {"X-Forwarded-Proto": "https"}
             refused = await client.get("/api/web/session", headers=forwarded)
             assert refused.status_code == 403
-            spans = await until_spans(sink, "GET /healthz", "GET /api/{app}/session")
+            spans = await until_spans(
+                sink, "GET /healthz", "GET /api/{app}/session", "_OTHER /healthz"
+            )
     finally:
         stop(proc)
     (health,) = [s for s in spans if s.name == "GET /healthz"]

@@ -89,6 +89,7 @@ async def error_page(
 ) -> Response:
     """A callback's error page again, in the language asked for (its language switch): the
     page of `code`, with the way back only to a return URL the app allows."""
+    services.flow.app(app)  # (an unknown app: its own page)
     flow = services.flow.flow(app, services.flow.return_url(app, return_to))
     shown = code if code in TEXTS else "bad_request"
     return services.responder.page_again(request.scope, BffError(shown, flow=flow))

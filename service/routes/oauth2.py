@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from ..deps import RequestDep, ServicesDep
 from ..errors import BffError
 from ..flow import LoginStart
-from ..native import OAuthError, error_redirect, metadata, token_response
+from ..native import STATE, OAuthError, error_redirect, metadata, token_response
 from ..openapi import PUBLIC
 from .api import problems
 from .auth import PAGES, redirect
@@ -105,9 +105,15 @@ async def authorize(
     target = flow.redirect_uris[app].match(redirect_uri)
     if target is None:
         raise BffError("bad_redirect_uri", flow=flow.flow(app))
+    if response_type != "code":
+        wrong = BffError("bad_request", "response_type must be code.")
+        services.responder.count(wrong.code)
+        return redirect(error_redirect(target, state, wrong, "unsupported_response_type"))
+    if state is not None and not STATE.fullmatch(state):
+        # Too long to keep (or not RFC 6749's characters): refused, and not sent back.
+        services.responder.count("bad_request")
+        return redirect(error_redirect(target, None, BffError("bad_request")))
     try:
-        if response_type != "code":
-            raise BffError("bad_request", "response_type must be code.")
         if code_challenge_method != "S256":
             raise BffError("challenge_required")
         started = await flow.start(
