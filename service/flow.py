@@ -1,8 +1,9 @@
 """The browser login: start (state, binding, authorize URL) and finish (the callback).
 
-Order on the callback follows RFC 9700 §4.7: the state is consumed and checked against the app
-and the login-binding cookie *before* the code is redeemed, so a forged or replayed callback
-never reaches Telenor's token endpoint.
+Order on the callback follows RFC 9700 §4.7: the state is checked against the app and the
+login-binding cookie, and consumed only by the browser that holds that binding, *before* the
+code is redeemed or an error acted on. So a forged or replayed callback never reaches
+Telenor's token endpoint, and a callback sent from another browser cannot end the login.
 """
 
 from __future__ import annotations
@@ -295,25 +296,28 @@ class LoginFlow:
     async def _finish(
         self, app_id: str, cfg: AppConfig, params: Mapping[str, str], bindings: tuple[str, ...]
     ) -> Finished:
-        state = await self._states.consume(params.get("state", ""))
+        state, bound = await self._states.consume_bound(
+            params.get("state", ""), [digest(b) for b in bindings]
+        )
         error = params.get("error")
         flow = (
             self.flow(
                 app_id, state.return_to, state.mode, state.client_challenge, state.client_state
             )
-            if state is not None and state.app == app_id
-            else self.flow(app_id)
-        )
+            if state is not None and state.app == app_id and bound
+            else self.flow(app_id)  # (another browser learns nothing of the login: not its
+        )  # return URL, not a native app's state)
+        if state is not None and state.app != app_id:
+            raise BffError("wrong_app", flow=flow)
+        if state is not None and not bound:
+            # Not this browser's login: left in place, for the browser that started it.
+            raise BffError("wrong_browser", flow=flow)
         if error:
             # Telenor's documented denial; other RFC 6749 §4.1.2.1 codes get the generic page.
             code = "access_denied" if error == "access_denied" else "telenor_error"
             raise BffError(code, _safe(params.get("error_description")), flow=flow)
         if state is None:
             raise BffError("login_expired", flow=flow)
-        if state.app != app_id:
-            raise BffError("wrong_app", flow=flow)
-        if not any(digest(b) == state.binding for b in bindings):
-            raise BffError("wrong_browser", flow=flow)
         auth_code = params.get("code")
         if not auth_code or len(auth_code) > 512:
             raise BffError("bad_callback", flow=flow)

@@ -42,14 +42,33 @@ class LoginState:
     client_state: str | None = None  # the native app's own `state`, returned to it as sent
 
 
+# The state, deleted only when the callback's browser holds its binding (ARGV: the SHA-256
+# of each binding the browser sent): {1, state} when consumed, {0, state} when left for the
+# browser that started the login, nil when there is none.
+_CONSUME_BOUND = """
+local value = redis.call('GET', KEYS[1])
+if not value then return false end
+local binding = cjson.decode(value)['binding']
+for i = 1, #ARGV do
+  if ARGV[i] == binding then
+    redis.call('DEL', KEYS[1])
+    return {1, value}
+  end
+end
+return {0, value}
+"""
+
+
 class StateStore:
-    """Single-use login states: `SET … EX` on start, `GETDEL` on callback."""
+    """Single-use login states: `SET … EX` on start; on the callback, deleted by the browser
+    that started the login, and only by it (`consume_bound`)."""
 
     def __init__(self, redis: Redis | RedisCluster, *, prefix: str, ttl: int, clock: Clock) -> None:
         self._redis = redis
         self._prefix = prefix + "state:"
         self._ttl = ttl
         self._clock = clock
+        self._consume_bound = redis.register_script(_CONSUME_BOUND)
 
     async def issue(self, state: LoginState) -> str:
         value = new_token(24)  # 192 bits
@@ -57,9 +76,24 @@ class StateStore:
             await self._redis.set(self._prefix + value, json.dumps(asdict(state)), ex=self._ttl)
         return value
 
-    async def consume(self, value: str) -> LoginState | None:
-        """The state, exactly once; None when unknown, used or expired."""
-        return await self._read(value, self._redis.getdel)
+    async def consume_bound(
+        self, value: str, bindings: list[str]
+    ) -> tuple[LoginState | None, bool]:
+        """(the state, whether it was consumed): exactly once, and only for a browser that
+        sent its binding (`bindings`: their SHA-256). Another browser's callback leaves it for
+        the right one (RFC 9700 §4.7), so it cannot end that login. (None, False) when
+        unknown, used or expired."""
+        if not value or len(value) > 128:
+            return None, False
+        async with redis_errors():
+            found = await self._consume_bound(keys=[self._prefix + value], args=bindings)
+        if not found:
+            return None, False
+        consumed, raw = found
+        state = known(LoginState, json.loads(raw))
+        if self._clock() - state.created_at > self._ttl:
+            return None, False
+        return state, bool(consumed)
 
     async def peek(self, value: str) -> LoginState | None:
         """The state, left in place for its callback; None when unknown, used or expired."""

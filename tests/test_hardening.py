@@ -578,3 +578,18 @@ async def test_a_bearer_401_carries_www_authenticate_invalid_token(browser):
 async def test_a_401_without_credentials_carries_a_bare_bearer_challenge(browser):
     r = await browser.get(f"{BFF}/api/mobile/user-info")
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_callback_from_another_browser_cannot_end_the_login(bff, browser, sandbox):
+    """Someone who learnt the state (it crosses the plain-http hop) sends its callback, with
+    Telenor's error or a code, from another browser: the wrong-browser page, and the login is
+    left for the browser that started it, which still finishes."""
+    walk = await walk_login(browser, follow_callback=False)
+    state = query(walk.callback_url)["state"]
+    async with bff.browser() as stranger:
+        for forged in (f"error=access_denied&state={state}", f"code=forged&state={state}"):
+            page = await stranger.get(f"{BFF}/auth/web/callback?{forged}")
+            assert page.status_code == 400 and 'data-error="wrong_browser"' in page.text
+    assert sandbox.calls("/oauth/v2/token") == []
+    done = await browser.get(walk.callback_url)
+    assert done.status_code == 302 and done.headers["location"] == f"{APP_ORIGIN}/done"

@@ -348,10 +348,10 @@ async def test_native_login_sets_no_session_cookie_and_needs_the_browser_binding
             start=authorize_url("mobile", NATIVE_REDIRECT, verifier, "s1"),
             callback_browser=other,
         )
-    assert walk.final is not None and walk.final.status_code == 302
-    back = query(walk.final.headers["location"])
-    assert back["error"] == "access_denied" and back["error_description"] == "wrong_browser"
-    assert "code" not in back
+    # The other browser gets the page, and no redirect: it learns nothing of the app's state.
+    assert walk.final is not None and walk.final.status_code == 400
+    assert 'data-error="wrong_browser"' in walk.final.text and "location" not in walk.final.headers
+    assert "s1" not in walk.final.text
 
 
 async def test_discovery_of_an_app_without_native_redirects_is_404(browser):
