@@ -64,7 +64,6 @@ class Flow:
     display_name: str
     return_to: str | None = None
     mode: str = "cookie"
-    code_challenge: str | None = None
     client_state: str | None = None  # a native app's state
 
 

@@ -164,7 +164,6 @@ class LoginFlow:
         app_id: str,
         return_to: str | None = None,
         mode: str = "cookie",
-        challenge: str | None = None,
         client_state: str | None = None,
     ) -> Flow:
         cfg = self.app(app_id)
@@ -172,7 +171,7 @@ class LoginFlow:
             return_to = next(
                 (u for u in cfg.return_urls if u.startswith(("https:", "http:"))), None
             )
-        return Flow(app_id, cfg.display_name or app_id, return_to, mode, challenge, client_state)
+        return Flow(app_id, cfg.display_name or app_id, return_to, mode, client_state)
 
     def return_url(self, app_id: str, return_to: str | None) -> str | None:
         """`return_to` when the app allows it (the one open-redirect rule), else None."""
@@ -183,18 +182,17 @@ class LoginFlow:
         app_id = start.app
         cfg = self.app(app_id)
         base = self.flow(app_id)
+        if not start.native and start.mode not in (None, "cookie"):
+            detail = "mode must be cookie"
+            if start.mode == "handoff":
+                detail = (
+                    f"Handoff mode is gone: native apps use OAuth at /oauth2/{app_id}/authorize."
+                )
+            raise BffError("bad_request", detail, flow=base)
         if start.native:
             mode, checked = "native", self.redirect_uris[app_id].match(start.return_to)
         else:
-            mode, checked = start.mode or "cookie", self._policies[app_id].check(start.return_to)
-        if mode == "handoff":
-            raise BffError(
-                "bad_request",
-                f"Handoff mode is gone: native apps use OAuth at /oauth2/{app_id}/authorize.",
-                flow=base,
-            )
-        if mode != ("native" if start.native else "cookie"):
-            raise BffError("bad_request", "mode must be cookie", flow=base)
+            mode, checked = "cookie", self.return_url(app_id, start.return_to)
         if checked is None:
             raise BffError(
                 "bad_return_to", "return_to is not one of the app's return URLs.", flow=base
@@ -301,9 +299,7 @@ class LoginFlow:
         )
         error = params.get("error")
         flow = (
-            self.flow(
-                app_id, state.return_to, state.mode, state.client_challenge, state.client_state
-            )
+            self.flow(app_id, state.return_to, state.mode, state.client_state)
             if state is not None and state.app == app_id and bound
             else self.flow(app_id)  # (another browser learns nothing of the login: not its
         )  # return URL, not a native app's state)

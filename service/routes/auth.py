@@ -14,7 +14,7 @@ from fastapi import APIRouter, BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..deps import RequestDep, ServicesDep
+from ..deps import RequestDep, Services, ServicesDep
 from ..errors import BffError
 from ..flow import START_PARAMS, LoginStart
 from ..native import error_redirect
@@ -95,6 +95,19 @@ async def error_page(
     return services.responder.page_again(request.scope, BffError(shown, flow=flow))
 
 
+def back_to_app(
+    services: Services,
+    redirect_uri: str,
+    state: str | None,
+    error: BffError,
+    oauth_error: str | None = None,
+) -> Response:
+    """A native login's failure, counted, as the RFC 6749 §4.1.2.1 redirect to the app's
+    verified redirect URI (with its state, when there is one to send back)."""
+    services.responder.count(error.code)
+    return redirect(error_redirect(redirect_uri, state, error, oauth_error))
+
+
 def redirect(url: str) -> Response:
     response = RedirectResponse(url, status_code=302)
     response.headers["Cache-Control"] = "no-store"
@@ -112,8 +125,7 @@ async def callback(app: str, request: Request, req: RequestDep, services: Servic
         flow = exc.flow
         if flow is None or flow.mode != "native" or flow.return_to is None:
             raise
-        services.responder.count(exc.code)
-        return redirect(error_redirect(flow.return_to, flow.client_state, exc))
+        return back_to_app(services, flow.return_to, flow.client_state, exc)
     # (no-referrer: the callback URL carries the code; never let it leak on as a Referer.)
     response = redirect(finished.redirect_to)
     if finished.session_id is not None:

@@ -15,13 +15,13 @@ from fastapi import APIRouter, BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..deps import RequestDep, ServicesDep
+from ..deps import RequestDep, Services, ServicesDep
 from ..errors import BffError
 from ..flow import LoginStart
-from ..native import STATE, OAuthError, error_redirect, metadata, token_response
+from ..native import STATE, OAuthError, metadata, token_response
 from ..openapi import PUBLIC
 from .api import problems
-from .auth import PAGES, redirect
+from .auth import PAGES, back_to_app, redirect
 
 router = APIRouter(tags=["native apps (OAuth 2.0)"])
 FORM = "application/x-www-form-urlencoded"
@@ -107,12 +107,10 @@ async def authorize(
         raise BffError("bad_redirect_uri", flow=flow.flow(app))
     if response_type != "code":
         wrong = BffError("bad_request", "response_type must be code.")
-        services.responder.count(wrong.code)
-        return redirect(error_redirect(target, state, wrong, "unsupported_response_type"))
+        return back_to_app(services, target, state, wrong, "unsupported_response_type")
     if state is not None and not STATE.fullmatch(state):
         # Too long to keep (or not RFC 6749's characters): refused, and not sent back.
-        services.responder.count("bad_request")
-        return redirect(error_redirect(target, None, BffError("bad_request")))
+        return back_to_app(services, target, None, BffError("bad_request"))
     try:
         if code_challenge_method != "S256":
             raise BffError("challenge_required")
@@ -127,8 +125,7 @@ async def authorize(
             )
         )
     except BffError as exc:
-        services.responder.count(exc.code)
-        return redirect(error_redirect(target, state, exc))
+        return back_to_app(services, target, state, exc)
     response = redirect(started.authorization_url)
     services.cookies.set_binding(response, app, started.binding)
     return response
@@ -190,8 +187,7 @@ async def token(app: str, request: Request, services: ServicesDep) -> Response:
             app, form["code"], form["code_verifier"], form["redirect_uri"]
         )
     except OAuthError as exc:
-        services.responder.count(f"oauth_{exc.error}")
-        return exc.response()
+        return _refused(services, exc)
     return token_response({"access_token": access, "token_type": "Bearer", "expires_in": ttl})
 
 
@@ -234,14 +230,19 @@ async def revoke(
         if not form.get("token"):
             raise OAuthError("invalid_request", "Missing token.")
     except OAuthError as exc:
-        services.responder.count(f"oauth_{exc.error}")
-        return exc.response()
+        return _refused(services, exc)
     ended = await services.auth.end_credential(app, form["token"], "bearer", req.client)
     response = Response(status_code=200, headers={"Cache-Control": "no-store"})
     if ended is not None:
         background.add_task(services.flow.telenor_logout, ended.access_token)
     response.background = background
     return response
+
+
+def _refused(services: Services, error: OAuthError) -> Response:
+    """An RFC 6749 §5.2 error, counted in `bff_errors_total` as `oauth_<error>`."""
+    services.responder.count(f"oauth_{error.error}")
+    return error.response()
 
 
 async def _form(request: Request) -> dict[str, str]:
