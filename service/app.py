@@ -19,7 +19,6 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from .clock import Clock
 from .config import Settings, config_problems, generate_key
@@ -49,7 +48,7 @@ from .session_index import SubscriberHash
 from .sessions import SessionAuth
 from .stores import CodeStore, SessionStore, StateStore
 from .telenor import Telenor
-from .tracing import TRUSTED_PEER, Tracing
+from .tracing import Tracing
 
 
 class ConfigError(Exception):
@@ -249,7 +248,7 @@ def create_app(
         return responder.response(request.scope, BffError("invalid_request", detail[:500]))
 
     def edge(inner: ASGIApp) -> ASGIApp:
-        layer = Edge(
+        return Edge(
             inner,
             classify=Classifier(settings, cookies, Redactor(client_secrets(settings))),
             listeners=Listeners(settings),
@@ -263,21 +262,6 @@ def create_app(
             tracing=tracing,
             routes=[route for router in (*routers, admin.router) for route in router.routes],
         )
-        # X-Forwarded-For/-Proto are believed only from BFF_TRUSTED_PROXIES, before anything
-        # reads the scheme or the client address.
-        proxied = ProxyHeadersMiddleware(layer, trusted_hosts=settings.trusted_proxies)  # type: ignore[arg-type]  # uvicorn types ASGI apps more narrowly than Starlette
-        if not tracing.on:
-            return proxied  # type: ignore[return-value]
-        trusted = proxied.trusted_hosts
-
-        async def outer(scope: Scope, receive: Receive, send: Send) -> None:
-            # A `traceparent` is believed only from a trusted proxy: the peer, before the
-            # proxy-headers layer replaces it with the forwarded client.
-            peer = scope.get("client")
-            scope[TRUSTED_PEER] = peer is not None and peer[0] in trusted
-            await proxied(scope, receive, send)  # type: ignore[arg-type]
-
-        return outer
 
     app.edge = edge
     return app
@@ -301,6 +285,16 @@ class BffApp(FastAPI):
     """
 
     edge: Callable[[ASGIApp], ASGIApp] = staticmethod(lambda inner: inner)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An HTTP request goes straight to the edge: FastAPI's and Starlette's own entry
+        (telemetry switches, the stack built on first use) has nothing to do for it."""
+        stack = self.middleware_stack
+        if stack is None or scope["type"] != "http" or self.root_path:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        await stack(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()

@@ -30,6 +30,7 @@ from .request import RequestScope
 
 log = logging.getLogger("line_auth_bff")
 DEFAULT_HEADER_BYTES = 32768
+_BLANK = (b"\r", b"\n")
 
 
 class _HeadCap:
@@ -69,13 +70,13 @@ class _HeadCap:
         if not self._begun:
             # Parsers skip blank lines before a request line (RFC 9112 §2.2): they are part of
             # the head, but their CRLFs must not read as its end.
-            start = data.lstrip(b"\r\n")
+            start = data.lstrip(b"\r\n") if data[:1] in _BLANK else data
             self._head_bytes += len(data) - len(start)
             if not start:
                 return self._head_bytes > self._cap
             self._begun = True
             data = start
-        seen = self._tail + data
+        seen = self._tail + data if self._tail else data
         end = seen.find(b"\r\n\r\n")
         if end >= 0:
             self._in_head = False

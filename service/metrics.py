@@ -249,6 +249,8 @@ class Metrics:
         # route templates, methods, statuses, the commands our code sends.
         self._proxied_by: dict[tuple[str, str, str], _Count] = {}
         self._upstream_by: dict[tuple[str, str], _Observations] = {}
+        # An upstream status's pair: its path's latency series and its status class's count.
+        self._answers_by: dict[tuple[str, str, int], tuple[_Observations, _Count]] = {}
         self._requests_by: dict[tuple[str | None, str, int], _Observations] = {}
         self._redis_by: dict[str, _Observations] = {}
 
@@ -259,12 +261,18 @@ class Metrics:
             series = self._proxied_by[(app, path, outcome)] = self.deferred.counter(child)
         series.n += 1
 
-    def observe_upstream(self, app: str, path: str, seconds: float) -> None:
-        series = self._upstream_by.get((app, path))
-        if series is None:
-            child = self.proxy_latency.labels(app, path)
-            series = self._upstream_by[(app, path)] = self.deferred.histogram(child)
-        series.observe(seconds)
+    def observe_upstream(self, app: str, path: str, status: int, seconds: float) -> None:
+        """An answer from Telenor: its latency, and its count by status class."""
+        pair = self._answers_by.get((app, path, status))
+        if pair is None:
+            latency = self._upstream_by.get((app, path))
+            if latency is None:
+                child = self.proxy_latency.labels(app, path)
+                latency = self._upstream_by[(app, path)] = self.deferred.histogram(child)
+            counted = self.deferred.counter(self.proxied.labels(app, path, status_class(status)))
+            pair = self._answers_by[(app, path, status)] = latency, counted
+        pair[0].observe(seconds)
+        pair[1].n += 1
 
     def observe_request(self, route: str | None, method: str, status: int, seconds: float) -> None:
         # (A method outside the known ones is "other" before it is a key: clients choose it.)

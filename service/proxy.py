@@ -15,7 +15,7 @@ import aiohttp
 
 from .config import Settings
 from .errors import BffError
-from .metrics import Metrics, status_class
+from .metrics import Metrics
 from .request import RequestScope
 from .sessions import SessionAuth
 from .telenor import BodyTooLarge, Telenor, classify, read_capped
@@ -107,8 +107,7 @@ class ApiProxy:
             if span is not None:
                 span.set_attribute("http.response.status_code", status)
                 span.end()
-        self._metrics.observe_upstream(app, path, time.perf_counter() - started)
-        self._metrics.count_proxied(app, path, status_class(status))
+        self._metrics.observe_upstream(app, path, status, time.perf_counter() - started)
         if status == 401:
             # 40105 invalid / 40106 expired: the token is dead, so is the session.
             await self._auth.end(caller)

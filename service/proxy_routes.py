@@ -7,6 +7,7 @@ dependency resolution cost as much as everything else the call does.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -24,9 +25,9 @@ class ProxiedRoute:
     summary: str
     model: type[BaseModel] | None  # what a 200 carries, for the OpenAPI document
 
-    @property
+    @functools.cached_property
     def template(self) -> str:
-        """The route template, as the access log names the route."""
+        """The route template, as the access log names the route (worked out once)."""
         return f"/api/{{app}}/{self.name}" + ("" if self.upstream else "/{path:path}")
 
     @property

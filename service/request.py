@@ -5,16 +5,21 @@ session lookup, the error exit, the access log) reads this one object instead of
 request again. So each fact has one reading, above all the credential rule: the first
 `Authorization` header, when it is `Bearer …`, is the credential; otherwise the app's session
 cookie, looked for in every `Cookie` header (HTTP/2 may split one into several).
+
+From a peer in `BFF_TRUSTED_PROXIES` (and only there), `X-Forwarded-Proto` (`http` or
+`https`) and `X-Forwarded-For` (by uvicorn's rules: the rightmost address that is not itself a
+trusted proxy) replace the scheme and the client, in the ASGI scope too, before anything reads
+them.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from starlette.types import Scope
+from uvicorn.middleware.proxy_headers import _TrustedHosts  # (uvicorn's own trust rules)
 
 from .config import Settings
 from .cookies import Cookies, parse_cookies
@@ -40,13 +45,15 @@ _HEADER_SLOTS = {
             b"x-request-id",
             b"content-length",
             b"transfer-encoding",
+            b"x-forwarded-proto",
+            b"x-forwarded-for",
         )
     )
 }
+_SCHEMES = frozenset({"http", "https"})
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
+class Credential(NamedTuple):
     """What authenticates a request: a bearer session token or a session cookie, as sent."""
 
     kind: Literal["bearer", "cookie"]
@@ -60,8 +67,9 @@ class RequestScope(NamedTuple):
     method: str
     path: str
     listener: Literal["public", "admin"]  # which socket it came in on
-    scheme: str
-    client: str | None
+    scheme: str  # X-Forwarded-Proto's, from a trusted proxy
+    client: str | None  # the client X-Forwarded-For names, from a trusted proxy
+    trusted_peer: bool  # the peer is one of BFF_TRUSTED_PROXIES
     request_id: str
     surface: Surface  # page: a browser-flow GET (errors are the page); otherwise problem+json
     app: str | None  # the app id the path names (/api/{app}/…, /auth/{app}/…), if configured
@@ -96,6 +104,7 @@ class Classifier:
         self._routes = {route.name: route for route in PROXIED_ROUTES}
         self._redactor = redactor
         self._admin_port = settings.admin.port or None  # (no admin listener: no port matches)
+        self._trusted = _TrustedHosts(settings.trusted_proxies)
 
     def __call__(self, scope: Scope) -> RequestScope:
         method: str = scope["method"]
@@ -122,6 +131,7 @@ class Classifier:
 
         found: list[bytes | None] = [None] * len(_HEADER_SLOTS)
         cookies: list[bytes] = []
+        forwarded_for: list[bytes] = []
         forward: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:
             slot = _HEADER_SLOTS.get(name)
@@ -130,9 +140,15 @@ class Classifier:
                     forward.append((name, value))
             elif slot == 1:
                 cookies.append(value)
+            elif slot >= 9:  # (as uvicorn reads them: the last proto, every X-Forwarded-For)
+                if slot == 9:
+                    found[9] = value
+                else:
+                    forwarded_for.append(value)
             elif found[slot] is None:  # the first of each header counts
                 found[slot] = value
-        authorization, _, origin, csrf, fetch_site, preflight, rid, length, chunked = found
+        authorization, _, origin, csrf, fetch_site, preflight, rid, length, chunked = found[:9]
+        proto = found[9]
 
         credential = None
         binding = None
@@ -147,13 +163,25 @@ class Classifier:
                 credential = Credential("cookie", session)
 
         client = scope.get("client")
+        scheme = scope.get("scheme", "http")
+        trusted = (client[0] if client else None) in self._trusted
+        if trusted:  # the proxy's word on the scheme and the client, for every later layer
+            if proto is not None and proto.decode("latin-1").strip() in _SCHEMES:
+                scheme = scope["scheme"] = proto.decode("latin-1").strip()
+            if forwarded_for:
+                host, port = self._trusted.get_trusted_client_address(
+                    b", ".join(forwarded_for).decode("latin-1")
+                )
+                if host:
+                    client = scope["client"] = (host, port)
         server = scope.get("server")
         return RequestScope(
             method=method,
             path=path,
             listener="admin" if server and server[1] == self._admin_port else "public",
-            scheme=scope.get("scheme", "http"),
+            scheme=scheme,
             client=client[0] if client else None,
+            trusted_peer=trusted,
             request_id=self._request_id(rid),
             surface=surface,
             app=app,

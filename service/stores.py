@@ -169,7 +169,7 @@ class SessionStore:
         self._cipher = cipher
         self._max = max_seconds
         self._clock = clock
-        self._opened: dict[tuple[str, bytes], Session] = {}
+        self._opened: dict[str, tuple[bytes, Session]] = {}  # key: (ciphertext, session)
         self._keys: dict[str, str] = {}
         self.index = SessionIndex(redis, prefix=prefix, max_seconds=max_seconds, clock=clock)
 
@@ -262,14 +262,18 @@ class SessionStore:
         """A live session from a stored record, or None (missing, undecryptable, ended)."""
         if blob is None:
             return None
-        session = self._opened.get((key, blob))
-        if session is None:
-            session = self.unseal(blob, key)
-            if session is None:
+        # (By key, then the ciphertext compared: hashing the whole record per call cost more.)
+        opened = self._opened.get(key)
+        if opened is not None and opened[0] == blob:
+            session = opened[1]
+        else:
+            unsealed = self.unseal(blob, key)
+            if unsealed is None:
                 return None
             if len(self._opened) >= self.OPENED_MAX:
                 self._opened.clear()
-            self._opened[(key, blob)] = session
+            self._opened[key] = blob, unsealed
+            session = unsealed
         return session if session.live(self._clock()) else None
 
     async def replace(self, key: str, session: Session) -> None:

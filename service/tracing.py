@@ -26,7 +26,6 @@ from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 DEFAULT_SERVICE = "line-auth-bff"
-TRUSTED_PEER = "bff.trusted_peer"  # in the ASGI scope: the peer is one of BFF_TRUSTED_PROXIES
 PROPAGATOR = TraceContextTextMapPropagator()
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 

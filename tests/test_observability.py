@@ -316,6 +316,25 @@ async def test_forged_forwarded_for_from_an_untrusted_peer_changes_nothing(make_
     assert clients == ["203.0.113.9"] * 3 + ["10.0.1.0", "10.0.1.1", "10.0.1.2"]
 
 
+async def test_forwarded_for_names_the_rightmost_address_that_is_not_a_trusted_proxy(
+    make_bff, log_output
+):
+    """Behind two trusted hops (a CIDR range), an address the client forged in front of the
+    chain is not believed: the client is the address the outer proxy saw. Every X-Forwarded-For
+    header counts, in order."""
+    trusted = ["127.0.0.1", "10.9.0.0/16"]
+    async with make_bff(trusted_proxies=trusted) as bff, bff.browser("127.0.0.1") as proxy:
+        for forged in (
+            [("X-Forwarded-For", "6.6.6.6, 198.51.100.7"), ("X-Forwarded-For", "10.9.1.2")],
+            [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "198.51.100.8, 10.9.1.2")],
+        ):
+            assert (await proxy.get(f"{BFF}/healthz", headers=forged)).status_code == 200
+        one = {"X-Forwarded-For": "10.9.3.4"}  # only trusted hops: the first is the client
+        assert (await proxy.get(f"{BFF}/healthz", headers=one)).status_code == 200
+    clients = [r["client"] for r in lines(log_output()) if r["logger"] == "line_auth_bff.access"]
+    assert clients == ["198.51.100.7", "198.51.100.8", "10.9.3.4"]
+
+
 def test_the_redactor_knows_every_configured_client_secret(bff):
     redactor = Redactor(client_secrets(bff.settings))  # what `serve` and `dev` log through
     for secret in SECRETS:

@@ -43,16 +43,15 @@ def access_message(fields: AccessFields) -> str:
     return f"{fields[0]} {fields[1] or '(unmatched)'} {fields[2]}"
 
 
-# The access line's parts that repeat request after request, JSON-quoted once: a method and a
-# route template (both from closed sets: the routes' own and the methods that reach them).
+# The access line's parts that repeat request after request, JSON-quoted once: a method, a
+# route template (both from closed sets: the routes' own and the methods that reach them) and
+# a status. Before the request id, and after it.
 @functools.lru_cache(maxsize=1024)
-def _message(method: str, route: str | None, status: int) -> str:
-    return _quoted(f"{method} {route or '(unmatched)'} {status}")
-
-
-@functools.lru_cache(maxsize=256)
-def _route_members(method: str, route: str | None) -> str:
-    return f'"method": {_quoted(method)}, "route": {_quoted(route)}'
+def _constant_parts(method: str, route: str | None, status: int) -> tuple[str, str]:
+    message = _quoted(f"{method} {route or '(unmatched)'} {status}")
+    head = f'"level": "info", "logger": "{ACCESS_LOGGER}", "msg": {message},'
+    tail = f' "method": {_quoted(method)}, "route": {_quoted(route)}, "status": {status},'
+    return head, tail
 
 
 class _Formatter(logging.Formatter):
@@ -115,13 +114,12 @@ class JsonFormatter(_Formatter):
         route template, a status, a duration, the client address and a vetted request id; no
         redaction pass needed."""
         method, route, status, duration_ms, client, rid, trace_id = fields
+        head, tail = _constant_parts(method, route, status)
         return (
-            f'{{"ts": "{_timestamp(created)}", "level": "info", "logger": "{ACCESS_LOGGER}",'
-            f' "msg": {_message(method, route, status)},'
+            f'{{"ts": "{_timestamp(created)}", {head}'
             + (f' "request_id": "{rid}",' if rid else "")
             + (f' "trace_id": "{trace_id}",' if trace_id else "")
-            + f' {_route_members(method, route)}, "status": {status},'
-            f' "duration_ms": {duration_ms}, "client": {_quoted(client)}}}'
+            + f'{tail} "duration_ms": {duration_ms}, "client": {_quoted(client)}}}'
         )
 
 
