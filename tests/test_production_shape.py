@@ -434,7 +434,7 @@ async def test_sessions_survive_a_redis_restart_with_persistence(rig: Rig, sessi
     sentinel = sync_redis.Redis(port=rig.redis.port, decode_responses=True)
     await until(lambda: sentinel.sentinel_master(rig.redis.service)["flags"] == "master", 15)
     sentinel.close()
-    await until(lambda: acknowledged(rig), 15)
+    await until(lambda: acknowledged(rig), 30)  # (a replica resyncing after a restart)
     lost = await still_signed_in(rig, sessions)
     after, _ = rig.redis.by_role()
     same = "the same node" if after is before else "the other node (Sentinel promoted it)"
