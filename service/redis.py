@@ -142,7 +142,7 @@ def create_redis(settings: Settings) -> tuple[Redis | RedisCluster, Callable[[],
     """A client for the configured deployment (bounded waits so an outage fails fast: 503) and
     the function that closes it and every connection it opened (Sentinel's included)."""
     timeout = settings.redis_timeout_seconds
-    timeouts = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    timeouts: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     if settings.redis_cluster:
         cluster = RedisCluster.from_url(settings.redis_url, retry=Retry(NoBackoff(), 1), **timeouts)
         return cluster, cluster.aclose
@@ -151,7 +151,7 @@ def create_redis(settings: Settings) -> tuple[Redis | RedisCluster, Callable[[],
         for entry in settings.redis_sentinels:
             host, _, port = entry.rpartition(":")
             hosts.append((host or entry, int(port or 26379)))
-        sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)  # type: ignore[no-untyped-call]  # redis-py leaves Sentinel.__init__ untyped
+        sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)
         primary: Redis = sentinel.master_for(
             settings.redis_sentinel_service, retry=Retry(NoBackoff(), 1)
         )
