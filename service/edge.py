@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -76,15 +76,15 @@ class Edge:
         self._access = access_log
         self._routes = routes  # Starlette routes: what names a request refused before routing
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Classify, then what serves the request, for the server to await (a plain function:
+        one frame fewer to pass through each time the request resumes)."""
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         req = scope[SCOPE_KEY] = self._classify(scope)
         if self._tracing is not None:
-            await self._traced(self._tracing, req, scope, receive, send)
-        else:
-            await self._serve(req, scope, receive, send)
+            return self._traced(self._tracing, req, scope, receive, send)
+        return self._serve(req, scope, receive, send)
 
     async def _traced(
         self, tracing: Tracing, req: RequestScope, scope: Scope, receive: Receive, send: Send
@@ -135,7 +135,7 @@ class Edge:
                     req.method,
                     route,
                     status,
-                    round(seconds * 1000, 2),
+                    int(seconds * 100_000 + 0.5) / 100,  # ms, to two places (`round` costs 3x)
                     req.client,
                     req.request_id,
                     trace_id,
@@ -169,7 +169,8 @@ class Edge:
             proxied = await self._handle(req, scope, receive, out)
             if proxied is not None:  # (the hot path: sent as is, with no `out` around it)
                 status = proxied.status
-                headers = [*proxied.headers, *extra]
+                headers = proxied.headers  # (built for this answer: ours to extend)
+                headers += extra
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": proxied.body})
                 access_line()
@@ -194,34 +195,42 @@ class Edge:
                 access_line()
             request_id.reset(token)
 
-    async def _handle(
+    def _handle(
         self, req: RequestScope, scope: Scope, receive: Receive, send: Send
-    ) -> Proxied | None:
-        """Steps 2 to 5; a refusal is raised as a `BffError`. A proxied GET's answer is
-        returned, for the caller to send; anything else is sent here."""
+    ) -> Awaitable[Proxied | None]:
+        """Steps 2 to 5; a refusal is raised as a `BffError`. Returns what answers the request,
+        for `_serve` to await (a plain function, like `__call__`): a proxied GET's answer comes
+        back for the caller to send; anything else is sent there."""
         self._listeners.check(req)
         if self._plain_http is not None and req.listener == "public":
             redirect = self._plain_http.check(req, scope)
             if redirect is not None:
-                await _redirect(redirect, send)
-                return None
+                return _redirect(redirect, send)
         if req.guarded:
             if req.preflight:
-                await _empty(204, self._browser.preflight(req), send)
-                return None
+                return _empty(204, self._browser.preflight(req), send)
             self._browser.check(req)
         if req.content_length or req.chunked:
-            whole = await read_body(req, receive, self._max_body)
-            if whole is None:
-                return None
-            receive = whole
+            return self._after_body(req, scope, receive, send)
+        return self._dispatch(req, scope, receive, send)
+
+    async def _after_body(
+        self, req: RequestScope, scope: Scope, receive: Receive, send: Send
+    ) -> Proxied | None:
+        whole = await read_body(req, receive, self._max_body)
+        if whole is None:
+            return None
+        return await self._dispatch(req, scope, whole, send)
+
+    def _dispatch(
+        self, req: RequestScope, scope: Scope, receive: Receive, send: Send
+    ) -> Awaitable[Proxied | None]:
         if req.proxied is not None:
             if req.method != "GET":
                 raise BffError("method_not_allowed", headers={"Allow": "GET"})
             proxy: ApiProxy = scope["state"]["services"].proxy
-            return await proxy.forward(req)
-        await self.app(scope, receive, send)
-        return None
+            return proxy.forward(req)
+        return self.app(scope, receive, send)
 
     def _template(self, req: RequestScope, scope: Scope) -> str | None:
         """The route template the request matched: a proxied route's own, else the one

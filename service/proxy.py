@@ -72,10 +72,11 @@ class ApiProxy:
         if caller is None:
             raise BffError("not_authenticated", "Sign in first.")
         upstream_headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in req.forward
+            "Authorization": f"Bearer {caller.session.access_token}",
+            "X-Request-ID": req.request_id,
         }
-        upstream_headers["Authorization"] = f"Bearer {caller.session.access_token}"
-        upstream_headers["X-Request-ID"] = req.request_id
+        for name, value in req.forward:  # (Accept, Accept-Language, If-None-Match only)
+            upstream_headers[name.decode("latin-1")] = value.decode("latin-1")
         span = None
         if self._trace is not None:  # (the upstream call's span, and its traceparent)
             span = self._trace.start("GET telenor", **{"telenor.path": path})
@@ -120,7 +121,11 @@ class ApiProxy:
             )
         if status >= 500:
             raise BffError("upstream_error", f"Telenor answered {status}.")
-        kept = [(name.lower(), value) for name, value in raw if name.lower() in KEEP_RESPONSE]
+        kept = []
+        for name, value in raw:
+            lowered = name.lower()
+            if lowered in KEEP_RESPONSE:
+                kept.append((lowered, value))
         # Personal data: no cache keeps it, whatever Telenor's own Cache-Control says.
         kept.append((b"cache-control", b"no-store"))
         if status not in (204, 304):

@@ -6,6 +6,7 @@ in plaintext values: sessions and codes are AES-GCM sealed under the SHA-256 of 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields, replace
@@ -129,7 +130,7 @@ class Session:
     created_at: float = 0.0
     subscriber: str | None = None  # the keyed hash of its MSISDN, when the login learnt it
 
-    @property
+    @functools.cached_property  # (a record opened once serves many calls: `SessionStore.decode`)
     def ends(self) -> float:
         """When the session is over: its absolute end with a refresh token (the token is
         renewed), else whichever comes first of that and the token's expiry."""
