@@ -597,13 +597,13 @@ def main() -> int:
         say(
             "Per round (same round, alternated): BFF/ceiling throughput "
             + ", ".join(f"{r[0]:.2f}" for r in ratios)
-            + f" → median **{statistics.median(r[0] for r in ratios):.2f}x** (target ≥ 0.8); "
+            + f" → median **{statistics.median(r[0] for r in ratios):.2f}x** (target ≥ 0.85); "
             "BFF/ceiling p99 "
             + ", ".join(f"{r[1]:.2f}" for r in ratios)
             + f" → median **{statistics.median(r[1] for r in ratios):.2f}x** (target ≤ 1.5); "
             "BFF/upstream-direct throughput median "
             f"**{statistics.median(r[2] for r in ratios):.2f}x**. Server CPU per request, "
-            f"BFF/ceiling: **{cpu_ratio:.2f}x**."
+            f"BFF/ceiling: **{cpu_ratio:.2f}x** (target ≤ 1.15)."
         )
         say()
         scaling = [
@@ -657,9 +657,14 @@ def main() -> int:
 
         # Redis cost per request kind.
         client = sync_redis.Redis.from_url(redis.url)
+        # What one call waits for: calls one at a time. Then what 20 connections at once
+        # cost Redis: the session reads of one event-loop turn share one pipeline.
+        before = redis_counters(client)
+        n_alone = asyncio.run(_one_at_a_time(bff1.url + proxied, headers, 200))
+        cmd_proxy, trips_proxy = per_request(client, before, n_alone)
         before = redis_counters(client)
         n_proxied = wrk(bff1.url + proxied, 2, headers).requests
-        cmd_proxy, trips_proxy = per_request(client, before, n_proxied)
+        cmd_loaded, trips_loaded = per_request(client, before, n_proxied)
         n = 200
         before = redis_counters(client)
         asyncio.run(_starts(bff1.url, n))
@@ -680,6 +685,12 @@ def main() -> int:
                 [
                     ("request", "commands", "round trips", "target"),
                     ("proxied call", _fmt(cmd_proxy), f"{trips_proxy:.2f}", "1"),
+                    (
+                        f"proxied call, {CONNECTIONS} connections (wrk)",
+                        _fmt(cmd_loaded),
+                        f"{trips_loaded:.2f}",
+                        "≤ 1",
+                    ),
                     ("login start", _fmt(cmd_start), f"{trips_start:.2f}", "≤ 2"),
                     (
                         "callback",
@@ -855,6 +866,13 @@ def _redis_version(redis: EmbeddedRedis) -> str:
 async def _login_once(bff: str) -> str:
     async with httpx.AsyncClient(timeout=10) as client:
         return await login_cycle(client, bff)
+
+
+async def _one_at_a_time(url: str, headers: dict[str, str], n: int) -> int:
+    async with httpx.AsyncClient(timeout=10, headers=headers) as client:
+        for _ in range(n):
+            assert (await client.get(url)).status_code == 200
+    return n
 
 
 async def _starts(bff: str, n: int) -> None:

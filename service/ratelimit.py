@@ -19,7 +19,7 @@ from redis.exceptions import NoScriptError
 
 from .clock import Clock
 from .errors import BffError
-from .redis import REDIS_FAILURES, as_bytes, redis_errors, unavailable
+from .redis import REDIS_FAILURES, Coalescer, as_bytes, redis_errors, unavailable
 
 # GET a key; only when it exists, count one event in its window (no counters for unknown ids).
 # KEYS[1] and KEYS[2] share a hash tag, so this also runs on Redis Cluster.
@@ -75,6 +75,7 @@ class RateLimiter:
         self._on_limit = on_limit
         # A counter outlives its window by one, so a late call still finds it (bytes: sent as is).
         self._expiry = str(self.WINDOW * 2).encode()
+        self._reads = Coalescer(redis)  # (the session reads of one turn: one pipeline)
 
     def active(self, kind: str) -> bool:
         return self._limits.get(kind, 0) > 0
@@ -125,7 +126,7 @@ class RateLimiter:
         """GET `key` and, when it exists, count one `kind` event of `subject`: one round trip
         (a script; EVALSHA itself, since redis-py's `Script` wrapper costs more than the call).
         `subject` must carry `key`'s Cluster hash tag."""
-        run = self._redis.execute_command
+        run = self._reads.execute
         try:  # (not `redis_errors()`: this is the hot path, and a try costs nothing)
             if not self.active(kind):
                 return as_bytes(await run("GET", key))
@@ -133,7 +134,7 @@ class RateLimiter:
             try:
                 blob, count = await run("EVALSHA", _READ_AND_COUNT_SHA, *args)
             except NoScriptError:  # a restarted or new Redis: EVAL caches the script again
-                blob, count = await run("EVAL", _READ_AND_COUNT, *args)
+                blob, count = await self._redis.execute_command("EVAL", _READ_AND_COUNT, *args)
         except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
         if blob is not None:

@@ -1,8 +1,10 @@
 """Redis: the client for the configured deployment (standalone, Cluster or Sentinel, always
-with explicit timeouts), and what its failures mean to a request (503 with Retry-After)."""
+with explicit timeouts), what its failures mean to a request (503 with Retry-After), and the
+coalescing of the commands one turn of the event loop issues into one pipeline."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -21,6 +23,9 @@ from redis.exceptions import (
     ReadOnlyError,
     RedisError,
     SlotNotCoveredError,
+)
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -108,8 +113,9 @@ def as_bytes(value: bytes | str | None) -> bytes | None:
 
 def timed(client: Redis | RedisCluster, observe: Callable[[str, float], None]) -> None:
     """Report every round trip of `client` to `observe(command, seconds)`, failures included:
-    each command by its name, each pipeline as `pipeline`. (redis-py has no hook for this, so
-    the client's two entry points are wrapped, on this one instance.)"""
+    each command by its name; a pipeline by the name its commands share (a `Coalescer`'s
+    batch), else as `pipeline`. (redis-py has no hook for this, so the client's two entry
+    points are wrapped, on this one instance.)"""
     command = client.execute_command
     pipeline = client.pipeline
 
@@ -125,11 +131,13 @@ def timed(client: Redis | RedisCluster, observe: Callable[[str, float], None]) -
         run = pipe.execute
 
         async def execute(*call: Any, **kw: Any) -> Any:
+            names = {str(args[0]) for args, _ in getattr(pipe, "command_stack", ())}
             started = time.perf_counter()
             try:
                 return await run(*call, **kw)
             finally:
-                observe("pipeline", time.perf_counter() - started)
+                name = names.pop() if len(names) == 1 else "pipeline"
+                observe(name, time.perf_counter() - started)
 
         pipe.execute = execute  # type: ignore[method-assign]
         return pipe
@@ -169,3 +177,53 @@ def create_redis(settings: Settings) -> tuple[Redis | RedisCluster, Callable[[],
         retry=Retry(NoBackoff(), 0),
     )
     return client, client.aclose
+
+
+class Coalescer:
+    """Sends the commands that one turn of the event loop issues to Redis together, as one
+    pipeline (no transaction): under load, the session reads of many requests share one
+    write, one read and one pass through the client, and each still waits one round trip.
+
+    The first command of a turn leads: it lets the turn run to its end (one `sleep(0)`), then
+    sends itself and every command that joined meanwhile, and hands each its own reply or
+    error. Alone, it is sent as a plain command. A failure of the whole round trip (Redis
+    down, a timeout, the leader cancelled) fails every command of the batch."""
+
+    def __init__(self, redis: Redis | RedisCluster) -> None:
+        self._redis = redis
+        self._joined: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] | None = None
+
+    async def execute(self, *args: Any) -> Any:
+        joined = self._joined
+        if joined is not None:  # this turn has a leader: go with it
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            joined.append((args, future))
+            return await future
+        self._joined = joined = []
+        try:
+            await asyncio.sleep(0)  # the rest of this turn's requests join
+            self._joined = None
+            if not joined:
+                return await self._redis.execute_command(*args)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.execute_command(*args)
+            for command, _ in joined:
+                pipe.execute_command(*command)
+            mine, *replies = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:
+            self._joined = None
+            failure = exc if isinstance(exc, Exception) else RedisConnectionError("cancelled")
+            for _, future in joined:
+                if not future.done():
+                    future.set_exception(failure)
+            raise
+        for (_, future), reply in zip(joined, replies, strict=True):
+            if future.done():  # (its request was cancelled)
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+        if isinstance(mine, Exception):
+            raise mine
+        return mine

@@ -67,6 +67,23 @@ async def test_full_flow_on_a_real_redis_cluster(make_bff, cluster, prefix):
     assert holders >= 2
 
 
+async def test_concurrent_calls_on_a_cluster_each_get_their_own_session(make_bff, cluster):
+    """Session reads issued together go out as one cluster pipeline (split by node): every
+    call still finds its own session, on whichever node its slot lives."""
+    numbers = ["4790000001", "4790000002", "4790000003", "4790000004"]
+    async with make_bff(redis_url=cluster.url, redis_cluster=True) as bff, AsyncExitStack() as s:
+        browsers = [await s.enter_async_context(bff.browser()) for _ in numbers]
+        for browser, msisdn in zip(browsers, numbers, strict=True):
+            assert (await walk_login(browser, msisdn=msisdn)).final.status_code == 302
+        calls = [(b, n) for b, n in zip(browsers, numbers, strict=True) for _ in range(3)]
+        answers = await asyncio.gather(
+            *(b.get(f"{BFF}/api/web/user-info", headers=CSRF) for b, _ in calls)
+        )
+        for answer, (_, msisdn) in zip(answers, calls, strict=True):
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["mobileNumber"] == msisdn
+
+
 async def test_full_flow_through_sentinel(make_bff, sentinel):
     async with make_bff(
         redis_sentinels=[sentinel.address], redis_sentinel_service=sentinel.service

@@ -1,0 +1,127 @@
+"""Session reads issued in one turn of the event loop share one pipelined round trip to Redis
+(`service.redis.Coalescer`): each caller gets its own reply or error, a failure of the round
+trip fails every caller, and a cancelled leader leaves nobody waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from contextlib import AsyncExitStack
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from service.redis import Coalescer, timed
+from tests.support.browser import BFF, scrape, walk_login
+
+CSRF = {"X-CSRF": "1"}
+
+
+def round_trips(client: Redis) -> list[str]:
+    """The names `timed` reports, one per round trip this client makes."""
+    seen: list[str] = []
+    timed(client, lambda name, _seconds: seen.append(name))
+    return seen
+
+
+async def test_one_turns_commands_go_as_one_pipeline_each_with_its_own_reply(redis_url, prefix):
+    client = Redis.from_url(redis_url)
+    trips = round_trips(client)
+    keys = [f"{prefix}k{i}" for i in range(6)]
+    for i, key in enumerate(keys):
+        await client.execute_command("SET", key, f"value-{i}")
+    trips.clear()
+    reads = Coalescer(client)
+    replies = await asyncio.gather(*(reads.execute("GET", key) for key in keys))
+    assert replies == [f"value-{i}".encode() for i in range(6)]
+    assert trips == ["GET"]  # six reads, one round trip (a pipeline of GETs)
+    # Alone in its turn, a command goes as itself.
+    assert await reads.execute("GET", keys[0]) == b"value-0"
+    assert trips == ["GET", "GET"]
+    await client.aclose()
+
+
+async def test_a_commands_error_goes_to_its_caller_only(redis_url, prefix):
+    client = Redis.from_url(redis_url)
+    await client.rpush(f"{prefix}list", "x")
+    await client.set(f"{prefix}plain", "ok")
+    reads = Coalescer(client)
+    results = await asyncio.gather(
+        reads.execute("GET", f"{prefix}plain"),
+        reads.execute("GET", f"{prefix}list"),  # WRONGTYPE
+        reads.execute("GET", f"{prefix}missing"),
+        return_exceptions=True,
+    )
+    assert results[0] == b"ok" and results[2] is None
+    assert isinstance(results[1], ResponseError) and "WRONGTYPE" in str(results[1])
+    # The leader's own error reaches the leader, and the others still get their replies.
+    led = await asyncio.gather(
+        reads.execute("GET", f"{prefix}list"),
+        reads.execute("GET", f"{prefix}plain"),
+        return_exceptions=True,
+    )
+    assert isinstance(led[0], ResponseError) and led[1] == b"ok"
+    await client.aclose()
+
+
+async def test_a_failed_round_trip_fails_every_caller(private_redis):
+    client = Redis.from_url(private_redis.url, socket_timeout=1, retry=Retry(NoBackoff(), 0))
+    await client.ping()
+    private_redis.stop()
+    reads = Coalescer(client)
+    results = await asyncio.gather(
+        *(reads.execute("GET", f"k{i}") for i in range(4)), return_exceptions=True
+    )
+    assert all(isinstance(r, RedisConnectionError) for r in results), results
+    await client.aclose()
+
+
+async def test_a_cancelled_leader_leaves_nobody_waiting(redis_url, prefix):
+    client = Redis.from_url(redis_url)
+    await client.set(f"{prefix}k", "v")
+    reads = Coalescer(client)
+    leader, *followers = (
+        asyncio.ensure_future(reads.execute("GET", f"{prefix}k")) for _ in range(4)
+    )
+    await asyncio.sleep(0)  # the leader waits for the turn to end; the followers have joined
+    leader.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*followers, return_exceptions=True), 5)
+    assert all(isinstance(r, RedisConnectionError) for r in results), results
+    assert leader.cancelled()
+    # The next turn has a leader of its own.
+    assert await reads.execute("GET", f"{prefix}k") == b"v"
+    await client.aclose()
+
+
+def _count(text: str, command: str) -> float:
+    match = re.search(
+        rf'^bff_redis_command_seconds_count\{{command="{command}"\}} (\S+)$', text, re.M
+    )
+    return float(match.group(1)) if match else 0.0
+
+
+@pytest.mark.usefixtures("sandbox")
+async def test_concurrent_proxied_calls_share_round_trips_and_each_gets_its_own_data(bff, redis):
+    """Three subscribers' browsers call at once: fewer session reads than calls reach Redis,
+    every call is counted against its own session, and every answer is its own subscriber's."""
+    numbers = ["4790000001", "4790000002", "4790000003"]
+    async with AsyncExitStack() as stack:
+        browsers = [await stack.enter_async_context(bff.browser()) for _ in numbers]
+        for browser, msisdn in zip(browsers, numbers, strict=True):
+            assert (await walk_login(browser, msisdn=msisdn)).final.status_code == 302
+        before = _count(await scrape(browsers[0]), "EVALSHA")
+        calls = [(b, n) for b, n in zip(browsers, numbers, strict=True) for _ in range(4)]
+        answers = await asyncio.gather(
+            *(b.get(f"{BFF}/api/web/user-info", headers=CSRF) for b, _ in calls)
+        )
+        for answer, (_, msisdn) in zip(answers, calls, strict=True):
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["mobileNumber"] == msisdn
+        trips = _count(await scrape(browsers[0]), "EVALSHA") - before
+    assert 1 <= trips < len(calls)
+    counters = [k async for k in redis.scan_iter(match=f"{bff.settings.redis_key_prefix}rl:api:*")]
+    assert sorted([int(await redis.get(k)) for k in counters]) == [4, 4, 4]
