@@ -125,3 +125,21 @@ async def test_concurrent_proxied_calls_share_round_trips_and_each_gets_its_own_
     assert 1 <= trips < len(calls)
     counters = [k async for k in redis.scan_iter(match=f"{bff.settings.redis_key_prefix}rl:api:*")]
     assert sorted([int(await redis.get(k)) for k in counters]) == [4, 4, 4]
+
+
+@pytest.mark.usefixtures("sandbox")
+async def test_a_batch_after_redis_forgot_the_script_still_answers_every_call(
+    make_bff, private_redis
+):
+    """After a restart (or SCRIPT FLUSH) Redis knows no script: every read of the batch gets
+    NOSCRIPT, and each falls back to EVAL on its own."""
+    async with make_bff(redis_url=private_redis.url) as bff, bff.browser() as browser:
+        assert (await walk_login(browser)).final.status_code == 302
+        assert (await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)).status_code == 200
+        own = Redis.from_url(private_redis.url)
+        await own.script_flush()
+        await own.aclose()
+        answers = await asyncio.gather(
+            *(browser.get(f"{BFF}/api/web/user-info", headers=CSRF) for _ in range(5))
+        )
+    assert [a.status_code for a in answers] == [200] * 5
