@@ -1,4 +1,5 @@
-"""Browser-flow routes: login (and the network entry's hop), callback, logout.
+"""Browser-flow routes: login (and the network entry's hop), callback, logout, and a callback's
+error page again in the other language.
 
 Failures of the GET routes are the bilingual error page (`respond.py` picks it by the
 request's surface), never JSON and never a stack trace.
