@@ -21,6 +21,8 @@ from redis.exceptions import (
     AuthorizationError,
     ClusterDownError,
     ReadOnlyError,
+    RedisClusterException,
+    RedisClusterUnreachableError,
     RedisError,
     SlotNotCoveredError,
 )
@@ -33,8 +35,9 @@ from .config import Settings
 from .errors import BffError
 
 RETRY_AFTER = "2"
-# Any Redis failure: down, timeout, cluster reshuffle.
-REDIS_FAILURES = (TimeoutError, RedisError, OSError)
+# Any Redis failure: down, timeout, cluster reshuffle. (redis-py's cluster errors, such as no
+# node reachable or a slot no node serves, are not RedisErrors.)
+REDIS_FAILURES = (TimeoutError, RedisError, RedisClusterException, OSError)
 LOG_EVERY = 10.0  # seconds between two log lines of one failure class, per process
 log = logging.getLogger("line_auth_bff")
 _logged: dict[str, float] = {}
@@ -65,6 +68,8 @@ def failure_class(exc: BaseException) -> str:
         return "timeout"
     if any(isinstance(e, ConnectionRefusedError) for e in chain) or "REFUSED" in text:
         return "connection refused"
+    if any(isinstance(e, RedisClusterUnreachableError) for e in chain):
+        return "no cluster node reachable"
     return "unavailable"
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis as sync_redis
 
-from service.embedded import EmbeddedRedis
+from service.embedded import EmbeddedRedis, free_port
 from tests.support.browser import APP_ORIGIN, BFF, bearer_session, scrape, walk_login
 from tests.support.servers import LocalCluster, LocalSentinel
 
@@ -206,3 +206,22 @@ async def test_durable_logins_wait_for_a_replica_and_say_when_none_acknowledged(
             assert (await browser.get(f"{BFF}/api/web/user-info", headers=CSRF)).status_code == 200
             assert "bff_redis_unreplicated_writes_total 1.0" in await scrape(browser)
     assert "session write not replicated in time" in log_output()
+
+
+async def test_an_unreachable_cluster_is_a_503_everywhere_never_a_500(make_bff):
+    """redis-py's cluster errors (no node reachable, a slot no node serves) are not RedisErrors:
+    they are still Redis failures, answered 503 with Retry-After."""
+    nowhere = f"redis://127.0.0.1:{free_port()}"
+    async with make_bff(redis_url=nowhere, redis_cluster=True) as bff, bff.browser() as browser:
+        cookie = {"Cookie": "__Host-Http-bff-web=" + "a" * 43, **CSRF}
+        answers = [
+            await browser.get(f"{BFF}/api/web/user-info", headers=cookie),
+            await browser.get(f"{BFF}/api/web/session", headers=cookie),
+            await browser.post(
+                f"{BFF}/api/web/auth/start", json={"return_to": f"{APP_ORIGIN}/done"}
+            ),
+            await browser.get(f"{BFF}/auth/web/login?return_to={APP_ORIGIN}/done"),
+            await browser.get(f"{BFF}/readyz"),
+        ]
+    assert [a.status_code for a in answers] == [503] * 5, [a.text for a in answers]
+    assert all(a.headers.get("retry-after") for a in answers[:4])

@@ -8,14 +8,13 @@ from functools import cache
 from pathlib import Path
 
 from fastapi import APIRouter
-from redis.exceptions import RedisError
 from starlette.responses import JSONResponse, Response
 
 from ..deps import ServicesDep
 from ..errors import BffError
 from ..events import event
 from ..openapi import PUBLIC
-from ..redis import failure_class
+from ..redis import REDIS_FAILURES, failure_class
 
 router = APIRouter(tags=["ops"])
 
@@ -38,7 +37,7 @@ async def readyz(services: ServicesDep) -> Response:
     try:
         async with asyncio.timeout(services.settings.redis_timeout_seconds + 0.5):
             await services.redis.ping()
-    except (RedisError, OSError, TimeoutError) as exc:
+    except REDIS_FAILURES as exc:
         failed.append(f"redis ({failure_class(exc)})")
     if failed:
         # Every failed probe is a line (a probe comes every few seconds, not per request).
