@@ -26,9 +26,7 @@ from redis.exceptions import (
     RedisError,
     SlotNotCoveredError,
 )
-from redis.exceptions import (
-    ConnectionError as RedisConnectionError,
-)
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .config import Settings
@@ -118,9 +116,8 @@ def as_bytes(value: bytes | str | None) -> bytes | None:
 
 def timed(client: Redis | RedisCluster, observe: Callable[[str, float], None]) -> None:
     """Report every round trip of `client` to `observe(command, seconds)`, failures included:
-    each command by its name; a pipeline by the name its commands share (a `Coalescer`'s
-    batch), else as `pipeline`. (redis-py has no hook for this, so the client's two entry
-    points are wrapped, on this one instance.)"""
+    each command by its name, each pipeline as `pipeline`. (redis-py has no hook for this, so
+    the client's two entry points are wrapped, on this one instance.)"""
     command = client.execute_command
     pipeline = client.pipeline
 
@@ -136,13 +133,11 @@ def timed(client: Redis | RedisCluster, observe: Callable[[str, float], None]) -
         run = pipe.execute
 
         async def execute(*call: Any, **kw: Any) -> Any:
-            names = {str(args[0]) for args, _ in getattr(pipe, "command_stack", ())}
             started = time.perf_counter()
             try:
                 return await run(*call, **kw)
             finally:
-                name = names.pop() if len(names) == 1 else "pipeline"
-                observe(name, time.perf_counter() - started)
+                observe("pipeline", time.perf_counter() - started)
 
         pipe.execute = execute  # type: ignore[method-assign]
         return pipe
@@ -184,51 +179,78 @@ def create_redis(settings: Settings) -> tuple[Redis | RedisCluster, Callable[[],
     return client, client.aclose
 
 
+_Batch = list[tuple[tuple[Any, ...], asyncio.Future[Any]]]  # commands and who waits for each
+
+
 class Coalescer:
     """Sends the commands that one turn of the event loop issues to Redis together, as one
     pipeline (no transaction): under load, the session reads of many requests share one
     write, one read and one pass through the client, and each still waits one round trip.
 
-    The first command of a turn leads: it lets the turn run to its end (one `sleep(0)`), then
-    sends itself and every command that joined meanwhile, and hands each its own reply or
-    error. Alone, it is sent as a plain command. A failure of the whole round trip (Redis
-    down, a timeout, the leader cancelled) fails every command of the batch."""
+    The first command of a turn waits for the turn to end (one `sleep(0)`). Alone, it is
+    sent as a plain command. With company, the batch is sent from a task of its own, and every
+    caller waits for its own reply or error: a cancelled caller cancels only its own wait, and
+    a failure of the whole round trip (Redis down, a timeout) fails every command in it, as
+    it would have failed each one alone.
+
+    Not on Redis Cluster: a cluster pipeline fails every command when one node is
+    unreachable, and does not retry a dropped connection when it returns errors per command;
+    there each command goes alone, as before."""
 
     def __init__(self, redis: Redis | RedisCluster) -> None:
         self._redis = redis
-        self._joined: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] | None = None
+        self._on = not isinstance(redis, RedisCluster)
+        self._joined: _Batch | None = None
+        self._sending: set[asyncio.Task[None]] = set()  # (a task the loop must not lose)
 
     async def execute(self, *args: Any) -> Any:
         joined = self._joined
-        if joined is not None:  # this turn has a leader: go with it
+        if joined is not None:  # a turn's batch is gathering: join it
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             joined.append((args, future))
             return await future
+        if not self._on:
+            return await self._redis.execute_command(*args)
         self._joined = joined = []
         try:
             await asyncio.sleep(0)  # the rest of this turn's requests join
+        except BaseException:  # (cancelled: what joined still goes)
             self._joined = None
-            if not joined:
-                return await self._redis.execute_command(*args)
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.execute_command(*args)
-            for command, _ in joined:
-                pipe.execute_command(*command)
-            mine, *replies = await pipe.execute(raise_on_error=False)
-        except BaseException as exc:
-            self._joined = None
-            failure = exc if isinstance(exc, Exception) else RedisConnectionError("cancelled")
-            for _, future in joined:
-                if not future.done():
-                    future.set_exception(failure)
+            if joined:
+                self._send_soon(joined)
             raise
-        for (_, future), reply in zip(joined, replies, strict=True):
-            if future.done():  # (its request was cancelled)
+        self._joined = None
+        if not joined:
+            return await self._redis.execute_command(*args)
+        mine: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        joined.append((args, mine))
+        self._send_soon(joined)
+        return await mine
+
+    def _send_soon(self, batch: _Batch) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: _Batch) -> None:
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for args, _ in batch:
+                pipe.execute_command(*args)
+            replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            replies = [exc] * len(batch)
+        except BaseException:  # (the loop is shutting down: nobody waits in vain)
+            self._settle(batch, [RedisConnectionError("shutting down")] * len(batch))
+            raise
+        self._settle(batch, replies)
+
+    @staticmethod
+    def _settle(batch: _Batch, replies: list[Any]) -> None:
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():  # (its caller was cancelled)
                 continue
             if isinstance(reply, Exception):
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
-        if isinstance(mine, Exception):
-            raise mine
-        return mine

@@ -10,9 +10,11 @@ import httpx
 import pytest
 import redis as sync_redis
 
+from service.crypto import digest
 from service.embedded import EmbeddedRedis, free_port
 from tests.support.browser import APP_ORIGIN, BFF, bearer_session, scrape, walk_login
 from tests.support.servers import LocalCluster, LocalSentinel
+from tests.test_observability import sample
 
 CSRF = {"X-CSRF": "1"}
 pytestmark = pytest.mark.usefixtures("sandbox")
@@ -67,21 +69,51 @@ async def test_full_flow_on_a_real_redis_cluster(make_bff, cluster, prefix):
     assert holders >= 2
 
 
-async def test_concurrent_calls_on_a_cluster_each_get_their_own_session(make_bff, cluster):
-    """Session reads issued together go out as one cluster pipeline (split by node): every
-    call still finds its own session, on whichever node its slot lives."""
-    numbers = ["4790000001", "4790000002", "4790000003", "4790000004"]
-    async with make_bff(redis_url=cluster.url, redis_cluster=True) as bff, AsyncExitStack() as s:
-        browsers = [await s.enter_async_context(bff.browser()) for _ in numbers]
-        for browser, msisdn in zip(browsers, numbers, strict=True):
-            assert (await walk_login(browser, msisdn=msisdn)).final.status_code == 302
-        calls = [(b, n) for b, n in zip(browsers, numbers, strict=True) for _ in range(3)]
-        answers = await asyncio.gather(
-            *(b.get(f"{BFF}/api/web/user-info", headers=CSRF) for b, _ in calls)
-        )
-        for answer, (_, msisdn) in zip(answers, calls, strict=True):
-            assert answer.status_code == 200, answer.text
-            assert answer.json()["mobileNumber"] == msisdn
+async def test_on_a_cluster_concurrent_calls_go_one_by_one_and_one_node_down_fails_only_its_own(
+    make_bff,
+):
+    """On Redis Cluster the session reads are not coalesced: a cluster pipeline would fail every
+    command when one node is unreachable. With one node of three stopped, exactly the calls
+    whose sessions live on it get 503; the others go on."""
+    partial = LocalCluster(3, "--cluster-require-full-coverage", "no").start()
+    try:
+        async with (
+            make_bff(redis_url=partial.url, redis_cluster=True) as bff,
+            AsyncExitStack() as stack,
+        ):
+            # Sessions until some live on node 2 and some elsewhere (a third of ids hash there:
+            # 40 logins without either would happen once in 10^7 runs).
+            browsers, numbers, nodes = [], [], []
+            while len(browsers) < 40 and not (2 in nodes and len(set(nodes)) > 1):
+                browser = await stack.enter_async_context(bff.browser())
+                msisdn = f"479000000{1 + len(browsers) % 4}"  # the sandbox has four
+                walk = await walk_login(browser, msisdn=msisdn)
+                assert walk.final is not None and walk.final.status_code == 302
+                session = next(v for k, v in browser.cookies.items() if k.endswith("bff-web"))
+                key = f"{bff.settings.redis_key_prefix}session:{{{digest(session)}}}"
+                browsers.append(browser)
+                numbers.append(msisdn)
+                nodes.append(partial.node_of(key))
+            assert 2 in nodes and len(set(nodes)) > 1
+
+            async def calls() -> list[httpx.Response]:
+                return await asyncio.gather(
+                    *(b.get(f"{BFF}/api/web/user-info", headers=CSRF) for b in browsers)
+                )
+
+            text = await scrape(browsers[0])
+            before = sample(text, "bff_redis_command_seconds_count", command="EVALSHA")
+            answers = await calls()
+            text = await scrape(browsers[0])
+            after = sample(text, "bff_redis_command_seconds_count", command="EVALSHA")
+            for answer, msisdn in zip(answers, numbers, strict=True):
+                assert answer.status_code == 200 and answer.json()["mobileNumber"] == msisdn
+            assert after - before == len(browsers)  # one round trip each: no cluster pipeline
+            partial.nodes[2].stop()
+            answers = await calls()
+            assert [a.status_code for a in answers] == [503 if n == 2 else 200 for n in nodes]
+    finally:
+        partial.close()
 
 
 async def test_full_flow_through_sentinel(make_bff, sentinel):

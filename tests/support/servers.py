@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 import uvicorn
+from redis.crc import key_slot
 
 from service.embedded import EmbeddedRedis, end_process, free_port, server_binary
 
@@ -112,7 +113,7 @@ def distinct_free_ports(n: int) -> list[int]:
 class LocalCluster:
     """Three cluster-mode servers on loopback ports, slots split evenly (a real Redis Cluster)."""
 
-    def __init__(self, size: int = 3) -> None:
+    def __init__(self, size: int = 3, *extra_args: str) -> None:
         # The bus port is explicit: the default (port + 10000) overflows for high free ports.
         # All 2 * size ports are distinct (one free port asked for after another may repeat).
         ports = distinct_free_ports(2 * size)
@@ -126,9 +127,15 @@ class LocalCluster:
                 str(bus),
                 "--cluster-node-timeout",
                 "2000",
+                *extra_args,
             )
             for port, bus in zip(ports[:size], self.bus_ports, strict=True)
         ]
+
+    def node_of(self, key: str) -> int:
+        """Which node serves `key` (slots are split evenly, in node order)."""
+        per = 16384 // len(self.nodes)
+        return min(key_slot(key.encode()) // per, len(self.nodes) - 1)
 
     @property
     def url(self) -> str:
