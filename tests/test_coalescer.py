@@ -1,6 +1,6 @@
 """Session reads issued in one turn of the event loop share one pipelined round trip to Redis
 (`service.redis.Coalescer`): each caller gets its own reply or error, a failure of the round
-trip fails every caller, and a cancelled leader leaves nobody waiting."""
+trip fails every caller, and a cancelled caller cancels only itself."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ async def test_a_commands_error_goes_to_its_caller_only(redis_url, prefix):
     client = Redis.from_url(redis_url)
     await client.rpush(f"{prefix}list", "x")
     await client.set(f"{prefix}plain", "ok")
+    trips = round_trips(client)
     reads = Coalescer(client)
     results = await asyncio.gather(
         reads.execute("GET", f"{prefix}plain"),
@@ -65,6 +66,7 @@ async def test_a_commands_error_goes_to_its_caller_only(redis_url, prefix):
         return_exceptions=True,
     )
     assert isinstance(led[0], ResponseError) and led[1] == b"ok"
+    assert trips == ["pipeline", "pipeline"]  # each trio, each pair: one round trip
     await client.aclose()
 
 
@@ -72,11 +74,13 @@ async def test_a_failed_round_trip_fails_every_caller(private_redis):
     client = Redis.from_url(private_redis.url, socket_timeout=1, retry=Retry(NoBackoff(), 0))
     await client.ping()
     private_redis.stop()
+    trips = round_trips(client)
     reads = Coalescer(client)
     results = await asyncio.gather(
         *(reads.execute("GET", f"k{i}") for i in range(4)), return_exceptions=True
     )
     assert all(isinstance(r, RedisConnectionError) for r in results), results
+    assert trips == ["pipeline"]  # one failed round trip, four failed callers
     await client.aclose()
 
 
