@@ -61,7 +61,7 @@ def dev_settings(port: int, redis_url: str | None, host: str = "localhost") -> S
 
 
 async def run_dev(port: int, host: str = "127.0.0.1") -> int:
-    busy = [p for p in (port, port + 1, port + 2) if not _free(host, p)]
+    busy = [p for p in (port, port + 1, port + 2) if not free_to_bind(host, p)]
     if busy:
         print(
             f"FATAL port {busy[0]} on {host} is in use: dev needs {port}, {port + 1} (sandbox) "
@@ -119,8 +119,11 @@ async def run_dev(port: int, host: str = "127.0.0.1") -> int:
     return 0
 
 
-def _free(host: str, port: int) -> bool:
+def free_to_bind(host: str, port: int) -> bool:
+    """Whether `dev` can bind the port as it will (`_bind`): nobody listens there. Connections
+    of the last run that linger in TIME-WAIT after a Ctrl-C do not count."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -334,3 +335,25 @@ def test_the_openapi_document_names_operations_types_errors_and_says_who_may_cal
     assert ops[("post", "/api/{app}/auth/start")]["security"] == []
     problem = ops[("get", "/api/{app}/user-info")]["responses"]["401"]["content"]
     assert problem["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+
+
+def test_dev_starts_again_at_once_after_a_stop_while_its_connections_linger():
+    """After Ctrl-C the last run's connections linger in TIME-WAIT for a minute. `dev` binds
+    with SO_REUSEADDR, so its own check must not call the port busy then; a port somebody
+    listens on is busy."""
+    from service.dev import free_to_bind
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    assert not free_to_bind("127.0.0.1", port)  # listened on
+    accepted.close()  # the server's end closes first: it lingers in TIME-WAIT
+    client.close()
+    server.close()
+    lingering = subprocess.run(["ss", "-Htan", f"sport = :{port}"], capture_output=True, text=True)
+    assert "TIME-WAIT" in lingering.stdout
+    assert free_to_bind("127.0.0.1", port)
