@@ -50,24 +50,26 @@ TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
         "nb": (
             "Innloggingen er utløpt eller allerede brukt",
             "Denne innloggingslenken er for gammel, eller den er brukt før.",
-            "Du er ikke logget inn i {app}. Start innloggingen på nytt.",
+            "Har du nettopp logget inn i {app}, er du fortsatt logget inn. Ellers: start "
+            "innloggingen på nytt.",
         ),
         "en": (
             "The sign-in has expired or was already used",
             "This sign-in link is too old, or it has been used before.",
-            "You are not signed in to {app}. Please start the sign-in again.",
+            "If you have just signed in to {app}, you still are. Otherwise, please start the "
+            "sign-in again.",
         ),
     },
     "wrong_app": {
         "nb": (
             "Innloggingen hører til en annen tjeneste",
             "Svaret fra Telenor gjaldt ikke denne tjenesten.",
-            "Du er ikke logget inn i {app}. Start innloggingen på nytt herfra.",
+            "Innloggingen i {app} ble ikke fullført. Start den på nytt herfra.",
         ),
         "en": (
             "The sign-in belongs to another service",
             "The answer from Telenor was not for this service.",
-            "You are not signed in to {app}. Please start the sign-in again from here.",
+            "This sign-in to {app} did not complete. Please start it again from here.",
         ),
     },
     "wrong_browser": {
@@ -75,12 +77,12 @@ TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
             "Innloggingen ble startet i en annen nettleser",
             "Av sikkerhetshensyn må innloggingen fullføres i samme nettleser som den ble "
             "startet i.",
-            "Du er ikke logget inn i {app}. Start innloggingen på nytt i denne nettleseren.",
+            "Innloggingen i {app} ble ikke fullført. Start den på nytt i denne nettleseren.",
         ),
         "en": (
             "The sign-in was started in another browser",
             "For your security, a sign-in must finish in the same browser it started in.",
-            "You are not signed in to {app}. Please start the sign-in again in this browser.",
+            "This sign-in to {app} did not complete. Please start it again in this browser.",
         ),
     },
     "telenor_unavailable": {
@@ -99,24 +101,24 @@ TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
         "nb": (
             "Telenor godtok ikke innloggingen",
             "Telenor avviste innloggingen da vi skulle fullføre den.",
-            "Du er ikke logget inn i {app}. Start innloggingen på nytt.",
+            "Innloggingen i {app} ble ikke fullført. Start den på nytt.",
         ),
         "en": (
             "Telenor did not accept the sign-in",
             "Telenor rejected the sign-in when we tried to complete it.",
-            "You are not signed in to {app}. Please start the sign-in again.",
+            "This sign-in to {app} did not complete. Please start it again.",
         ),
     },
     "bad_callback": {
         "nb": (
             "Svaret fra Telenor var ufullstendig",
             "Innloggingen kom tilbake uten det vi trenger for å fullføre den.",
-            "Du er ikke logget inn i {app}. Start innloggingen på nytt.",
+            "Innloggingen i {app} ble ikke fullført. Start den på nytt.",
         ),
         "en": (
             "The answer from Telenor was incomplete",
             "The sign-in came back without what we need to complete it.",
-            "You are not signed in to {app}. Please start the sign-in again.",
+            "This sign-in to {app} did not complete. Please start it again.",
         ),
     },
     "unknown_app": {
@@ -185,24 +187,28 @@ TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
         "nb": (
             "Midlertidig utilgjengelig",
             "Tjenesten kan ikke lagre innloggingen akkurat nå.",
-            "Du er ikke logget inn i {app}. Prøv igjen om litt.",
+            "Innloggingen i {app} ble ikke fullført; er du allerede logget inn, er du "
+            "fortsatt det. Prøv igjen om litt.",
         ),
         "en": (
             "Temporarily unavailable",
             "The service cannot store the sign-in right now.",
-            "You are not signed in to {app}. Please try again in a moment.",
+            "This sign-in to {app} did not go through; if you were already signed in, you "
+            "still are. Please try again in a moment.",
         ),
     },
     "overloaded": {
         "nb": (
             "Tjenesten er travel",
             "Akkurat nå kommer det flere forespørsler enn tjenesten rekker å svare på.",
-            "Du er ikke logget inn i {app}. Prøv igjen om et øyeblikk.",
+            "Innloggingen i {app} ble ikke fullført; er du allerede logget inn, er du "
+            "fortsatt det. Prøv igjen om et øyeblikk.",
         ),
         "en": (
             "The service is busy",
             "More requests are arriving right now than the service can answer.",
-            "You are not signed in to {app}. Please try again in a moment.",
+            "This sign-in to {app} did not go through; if you were already signed in, you "
+            "still are. Please try again in a moment.",
         ),
     },
     "rate_limited": {
@@ -250,12 +256,12 @@ TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
         "nb": (
             "Noe gikk galt hos oss",
             "Tjenesten møtte en feil den ikke var forberedt på.",
-            "Du er ikke logget inn i {app}. Prøv igjen om litt.",
+            "Innloggingen i {app} ble ikke fullført. Prøv igjen om litt.",
         ),
         "en": (
             "Something went wrong on our side",
             "The service met an error it was not prepared for.",
-            "You are not signed in to {app}. Please try again in a moment.",
+            "This sign-in to {app} did not complete. Please try again in a moment.",
         ),
     },
 }

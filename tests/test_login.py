@@ -133,6 +133,21 @@ async def test_replayed_callback_is_login_expired_without_token_request(browser,
     assert len(sandbox.calls("/oauth/v2/token")) == before
 
 
+async def test_a_reloaded_callback_does_not_tell_a_signed_in_user_they_are_signed_out(browser):
+    """Reloading the callback of a login that succeeded shows 'expired or used'; its words on
+    what that means must hold for a browser that is signed in (it still is)."""
+    walk = await walk_login(browser)
+    for lang, still, wrong in (
+        ("nb", "er du fortsatt logget inn", "ikke logget inn"),
+        ("en", "you still are", "not signed in"),
+    ):
+        again = await browser.get(walk.callback_url, headers={"Accept-Language": lang})
+        assert 'data-error="login_expired"' in again.text
+        assert still in again.text and wrong not in again.text
+    session = await browser.get(f"{BFF}/api/web/session", headers={"X-CSRF": "1"})
+    assert session.json()["authenticated"] is True
+
+
 async def test_expired_state_is_refused_without_token_request(bff, browser, sandbox):
     """A state older than the TTL is refused even if Redis still has it."""
     r = await browser.get(f"{BFF}/auth/web/login", params={"return_to": f"{APP_ORIGIN}/done"})
