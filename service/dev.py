@@ -122,17 +122,19 @@ async def run_dev(port: int, host: str = "127.0.0.1") -> int:
 def free_to_bind(host: str, port: int) -> bool:
     """Whether `dev` can bind the port as it will (`_bind`): nobody listens there. Connections
     of the last run that linger in TIME-WAIT after a Ctrl-C do not count."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
+    try:
+        _bind(host, port).close()
+    except OSError:
+        return False
     return True
 
 
 def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     return sock

@@ -215,11 +215,11 @@ class Coalescer:
         try:
             await asyncio.sleep(0)  # the rest of this turn's requests join
         except BaseException:  # (cancelled: what joined still goes)
-            self._joined = None
             if joined:
                 self._send_soon(joined)
             raise
-        self._joined = None
+        finally:
+            self._joined = None
         if not joined:
             return await self._redis.execute_command(*args)
         mine: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -132,10 +132,15 @@ class LocalCluster:
             for port, bus in zip(ports[:size], self.bus_ports, strict=True)
         ]
 
-    def node_of(self, key: str) -> int:
-        """Which node serves `key` (slots are split evenly, in node order)."""
+    def slots(self, node: int) -> range:
+        """The slots a node serves: an even split, in node order (the last takes the rest)."""
         per = 16384 // len(self.nodes)
-        return min(key_slot(key.encode()) // per, len(self.nodes) - 1)
+        return range(node * per, 16384 if node == len(self.nodes) - 1 else (node + 1) * per)
+
+    def node_of(self, key: str) -> int:
+        """Which node serves `key`."""
+        slot = key_slot(key.encode())
+        return next(i for i in range(len(self.nodes)) if slot in self.slots(i))
 
     @property
     def url(self) -> str:
@@ -152,10 +157,9 @@ class LocalCluster:
         for node in self.nodes:
             node.start()
         clients = [redis.Redis(port=node.port) for node in self.nodes]
-        per = 16384 // len(clients)
         for i, client in enumerate(clients):
-            last = 16383 if i == len(clients) - 1 else (i + 1) * per - 1
-            client.execute_command("CLUSTER ADDSLOTSRANGE", i * per, last)
+            slots = self.slots(i)
+            client.execute_command("CLUSTER ADDSLOTSRANGE", slots.start, slots.stop - 1)
         for node, bus in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
             clients[0].execute_command("CLUSTER MEET", "127.0.0.1", node.port, bus)
         deadline = time.monotonic() + 20
