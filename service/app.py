@@ -35,7 +35,7 @@ from .listeners import Listeners
 from .logs.access import AccessLog
 from .logs.redact import Redactor
 from .metrics import Metrics, build_version
-from .openapi import openapi_document
+from .openapi import admin_document, openapi_document
 from .pages import Pages
 from .plain_http import PlainHttp
 from .proxy import ApiProxy
@@ -97,7 +97,7 @@ def _api_client(timeout: float, max_connections: int) -> aiohttp.ClientSession:
 
 def create_app(
     settings: Settings, *, clock: Clock = time.time, access_log: AccessLog | None = None
-) -> FastAPI:
+) -> BffApp:
     """The BFF as an ASGI app. Nothing here touches the network until the lifespan starts,
     and nothing outside the app changes: `access_log` is where the access lines go (the one
     `configure_logging` returns; by default, records through `logging`)."""
@@ -226,6 +226,7 @@ def create_app(
     app.include_router(admin.router, include_in_schema=False)
     documented = [route for router in routers for route in router.routes]
     app.openapi = lambda: openapi_document(app, documented)  # type: ignore[method-assign]  # FastAPI's hook
+    app.admin_openapi = lambda: admin_document(app, [*ops.router.routes, *admin.router.routes])
 
     # FastAPI's own errors leave the same way as ours.
     @app.exception_handler(BffError)
@@ -285,6 +286,8 @@ class BffApp(FastAPI):
     """
 
     edge: Callable[[ASGIApp], ASGIApp] = staticmethod(lambda inner: inner)
+    # The admin API's own OpenAPI document (`/admin/openapi.json`, `openapi --admin`).
+    admin_openapi: Callable[[], dict[str, Any]]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """An HTTP request goes straight to the edge: FastAPI's and Starlette's own entry

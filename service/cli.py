@@ -82,12 +82,11 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     """Print the OpenAPI spec (the same one the running service serves at /openapi.json), or
     with --admin the admin API's."""
     from .app import create_app
-    from .openapi import admin_document
 
     # Defaults only (no environment): the spec is the same wherever it is printed.
     settings = Settings.model_construct(env="development")
     app = create_app(settings)
-    spec = admin_document(app) if args.admin else app.openapi()
+    spec = app.admin_openapi() if args.admin else app.openapi()
     print(json.dumps(spec, indent=2, sort_keys=True))
     return 0
 

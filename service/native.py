@@ -10,22 +10,20 @@ which redirect URIs an app may use (`RedirectUris`), the RFC 8414 metadata, and 
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import Response
 
 from .config import AppConfig, Settings
 from .errors import BffError
-from .return_urls import with_query
+from .responses import no_store_json, redirect
+from .urls import loopback, with_query
 
 CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 STATE = re.compile(r"[\x20-\x7e]{1,512}")  # RFC 6749 Appendix A.5, bounded: it is stored
 VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 §4.1
-_LOOPBACK = re.compile(r"http://(127\.0\.0\.1|\[::1\])(?::(\d{1,5}))?(/[^#]*)?")
-_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\#]")
-
 # Our failure codes, as the RFC 6749 §4.1.2.1 error the app gets on its redirect URI.
 _REDIRECT_ERRORS = {
     "access_denied": "access_denied",
@@ -38,30 +36,6 @@ _REDIRECT_ERRORS = {
     "challenge_required": "invalid_request",
     "bad_request": "invalid_request",
 }
-
-
-def loopback(uri: str) -> tuple[str, str] | None:
-    """(host, path and query) of an `http://127.0.0.1[:port]/…` or `http://[::1]…` URI."""
-    match = _LOOPBACK.fullmatch(uri)
-    if match is None or (match.group(2) and not 0 < int(match.group(2)) < 65536):
-        return None
-    return match.group(1), match.group(3) or "/"
-
-
-def redirect_uri_problem(uri: str) -> str | None:
-    """Why `uri` cannot be registered as a native redirect URI (RFC 8252 §7), or None."""
-    if _FORBIDDEN.search(uri):
-        return "must have no spaces, backslashes or fragment"
-    scheme, _, rest = uri.partition(":")
-    if not rest or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
-        return "must start with a lower-case scheme"
-    if scheme == "https":
-        return None if re.fullmatch(r"//[a-z0-9.-]+(:\d+)?(/.*)?", rest) else "is not an https URL"
-    if scheme == "http":
-        return None if loopback(uri) else "may be http only on 127.0.0.1 or [::1] (RFC 8252 §7.3)"
-    if "." not in scheme:
-        return "a private-use scheme must be a reversed domain name, like no.example.app"
-    return None
 
 
 class RedirectUris:
@@ -123,6 +97,19 @@ def error_redirect(
     return with_query(redirect_uri, **params)
 
 
+def back_to_app(
+    count: Callable[[str], None],
+    redirect_uri: str,
+    state: str | None,
+    error: BffError,
+    oauth_error: str | None = None,
+) -> Response:
+    """A native login's failure, counted (`count`), as the RFC 6749 §4.1.2.1 redirect to the
+    app's verified redirect URI (with its state, when there is one to send back)."""
+    count(error.code)
+    return redirect(error_redirect(redirect_uri, state, error, oauth_error))
+
+
 def success_redirect(redirect_uri: str, code: str, state: str | None) -> str:
     return with_query(redirect_uri, code=code, **({"state": state} if state is not None else {}))
 
@@ -143,9 +130,4 @@ class OAuthError(Exception):
 
 def token_response(body: dict[str, Any], status: int = 200) -> Response:
     """JSON as RFC 6749 §5.1 asks for a token response: never cached."""
-    return Response(
-        json.dumps(body, separators=(",", ":")),
-        status_code=status,
-        media_type="application/json",
-        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
-    )
+    return no_store_json(body, status)

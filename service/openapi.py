@@ -16,34 +16,9 @@ from starlette.routing import BaseRoute
 
 from .models import Problem
 from .proxy_routes import PROXIED_ROUTES, ProxiedRoute
+from .security import SECURITY_SCHEMES, SIGNED_IN
 
 ADMIN_LISTENER = frozenset({"/metrics"})
-# How a caller proves who it is; each route declares which it needs (`openapi_extra`).
-SECURITY_SCHEMES = {
-    "sessionCookie": {
-        "type": "apiKey",
-        "in": "cookie",
-        "name": "__Host-Http-bff-{app}",
-        "description": "The HttpOnly session cookie the BFF sets when a browser signs in "
-        "(`{app}` is the app id; the browser sends it, scripts cannot read it). A call with "
-        "it also needs `X-CSRF: 1`.",
-    },
-    "csrfHeader": {
-        "type": "apiKey",
-        "in": "header",
-        "name": "X-CSRF",
-        "description": "`1` on every cookie-authenticated call: a custom header makes the "
-        "browser ask first (a CORS preflight), which only the app's origins pass.",
-    },
-    "bearer": {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "The opaque session token a mobile app received for its login.",
-    },
-}
-SIGNED_IN: list[dict[str, list[str]]] = [{"sessionCookie": [], "csrfHeader": []}, {"bearer": []}]
-SIGNED_IN_OR_NOT = [*SIGNED_IN, {}]  # answers either way, differently
-PUBLIC: list[dict[str, list[str]]] = []
 SERVERS = [{"url": "/", "description": "The BFF itself, at its BFF_PUBLIC_URL"}]
 # What a proxied call can answer besides 200: the problems of `errors.CATALOG` it can meet.
 PROXIED_PROBLEMS = {
@@ -98,10 +73,9 @@ def _problems_as_problem_json(spec: dict[str, Any]) -> None:
                     content["application/problem+json"] = {"schema": schema}
 
 
-def admin_document(app: FastAPI) -> dict[str, Any]:
-    """The admin API's own document (the admin listener serves it at /admin/openapi.json)."""
-    from .routes import admin, ops
-
+def admin_document(app: FastAPI, routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    """The admin API's own document, of `routes` (the ops and admin routers'): the admin
+    listener serves it at /admin/openapi.json."""
     return get_openapi(
         title="Line Auth BFF admin API",
         version=app.version,
@@ -109,7 +83,7 @@ def admin_document(app: FastAPI) -> dict[str, Any]:
             "On the admin listener (BFF_ADMIN__ADDRESS) only. Every call needs "
             "`Authorization: Bearer <token>` with a token of BFF_ADMIN__TOKENS."
         ),
-        routes=[*ops.router.routes, *admin.router.routes],
+        routes=routes,
     )
 
 

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse
 
 from .errors import BffError
 from .flow import START_PARAMS
-from .return_urls import with_query
+from .urls import with_query
 
 # code -> language -> (title, what happened, what it means for {app})
 TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {

@@ -62,12 +62,3 @@ class ReturnUrlPolicy:
             ):
                 return canonical
         return None
-
-
-def with_query(url: str, **params: str) -> str:
-    """`url` with `params` appended to its query (custom schemes included)."""
-    from urllib.parse import urlencode
-
-    parts = urlsplit(url)
-    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))

@@ -14,8 +14,6 @@ from .settings import (
     Settings,
     TelenorSettings,
     generate_key,
-    origin_of,
-    site_of,
 )
 
 __all__ = [
@@ -28,6 +26,4 @@ __all__ = [
     "config_problems",
     "generate_key",
     "load_settings",
-    "origin_of",
-    "site_of",
 ]

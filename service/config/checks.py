@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from pydantic import BaseModel, ValidationError
 
+from ..urls import origin_of, site_of
 from .settings import (
     AdminSettings,
     AppConfig,
@@ -34,9 +35,7 @@ from .settings import (
     SandboxSettings,
     Settings,
     TelenorSettings,
-    origin_of,
     parse_keys,
-    site_of,
 )
 
 PREFIX = "BFF_"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import secrets
 import tomllib
@@ -14,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ..urls import origin_of, redirect_uri_problem
+
 APP_ID = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 DEFAULT_UPSTREAM_PATHS = ("user-info/v1/users", "mobile-device-info/v1/device")
 
@@ -23,31 +26,9 @@ def _split_list(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            import json
-
             return json.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
-
-
-def origin_of(url: str) -> str:
-    """`scheme://host[:port]` of a URL, lower-cased, default ports dropped."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    port = parts.port
-    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
-    netloc = host if port is None or port == default else f"{host}:{port}"
-    if ":" in host:  # IPv6 literal
-        netloc = f"[{host}]" if port is None or port == default else f"[{host}]:{port}"
-    return f"{parts.scheme.lower()}://{netloc}"
-
-
-def site_of(url: str) -> str:
-    """A cheap registrable-domain guess (last two labels) used to warn about third-party cookies."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host.replace(".", "").isdigit() or ":" in host or host == "localhost":
-        return host
-    return ".".join(host.split(".")[-2:])
 
 
 class AppConfig(BaseModel):
@@ -81,8 +62,6 @@ class AppConfig(BaseModel):
     @field_validator("native_redirect_uris")
     @classmethod
     def _native_redirects(cls, value: list[str]) -> list[str]:
-        from ..native import redirect_uri_problem
-
         for uri in value:
             problem = redirect_uri_problem(uri)
             if problem:

@@ -16,8 +16,8 @@ from starlette.responses import Response
 from ..deps import RequestDep, Services, ServicesDep
 from ..errors import BffError
 from ..models import AdminSession, AdminSessions, RevocationRequest, RevocationResult
+from ..security import problems
 from ..session_index import Entry
-from .api import problems
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=problems(401, 404, 422, 503))
 
@@ -70,9 +70,8 @@ async def _matching(services: Services, app: str | None, subscriber: str | None)
 @router.get("/openapi.json", include_in_schema=False)
 async def document(request: Request, admin: AdminDep) -> dict[str, Any]:
     """This API's OpenAPI document."""
-    from ..openapi import admin_document
-
-    return admin_document(request.app)
+    spec: dict[str, Any] = request.app.admin_openapi()
+    return spec
 
 
 @router.get("/sessions", response_model=AdminSessions, operation_id="listSessions")

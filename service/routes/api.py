@@ -16,24 +16,13 @@ from starlette.responses import JSONResponse, Response
 from ..deps import RequestDep, ServicesDep
 from ..flow import LoginStart
 from ..models import (
-    Problem,
     RevokeAllResponse,
     SessionStatus,
     StartRequest,
     StartResponse,
 )
-from ..openapi import PUBLIC, SIGNED_IN, SIGNED_IN_OR_NOT
+from ..security import PROBLEMS, PUBLIC, SIGNED_IN, SIGNED_IN_OR_NOT
 
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI responses of these statuses: a `Problem`, as problem+json."""
-    return {
-        status: {"model": Problem, "content": {"application/problem+json": {}}}
-        for status in statuses
-    }
-
-
-PROBLEMS = problems(400, 401, 403, 404, 422, 429, 502, 503, 504)
 router = APIRouter(tags=["api"], responses=PROBLEMS)
 
 

@@ -15,19 +15,15 @@ from fastapi import APIRouter, BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..deps import RequestDep, Services, ServicesDep
+from ..deps import RequestDep, ServicesDep
 from ..errors import BffError
 from ..flow import START_PARAMS, LoginStart
-from ..native import error_redirect
-from ..openapi import PUBLIC, SIGNED_IN_OR_NOT
+from ..native import back_to_app
 from ..pages import TEXTS
-from .api import PROBLEMS
+from ..responses import redirect
+from ..security import PAGES, PROBLEMS, PUBLIC, SIGNED_IN_OR_NOT
 
 _Route = TypeVar("_Route", bound=Callable[..., Any])
-PAGES: dict[int | str, dict[str, Any]] = {
-    status: {"description": "The error page (nb/en)", "content": {"text/html": {}}}
-    for status in (400, 403, 404, 429, 502, 503, 504)
-}
 router = APIRouter(tags=["browser flow"])
 
 
@@ -96,26 +92,6 @@ async def error_page(
     return services.responder.page_again(request.scope, BffError(shown, flow=flow))
 
 
-def back_to_app(
-    services: Services,
-    redirect_uri: str,
-    state: str | None,
-    error: BffError,
-    oauth_error: str | None = None,
-) -> Response:
-    """A native login's failure, counted, as the RFC 6749 §4.1.2.1 redirect to the app's
-    verified redirect URI (with its state, when there is one to send back)."""
-    services.responder.count(error.code)
-    return redirect(error_redirect(redirect_uri, state, error, oauth_error))
-
-
-def redirect(url: str) -> Response:
-    response = RedirectResponse(url, status_code=302)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
-
-
 @_hop("/auth/{app}/callback", "finishBrowserLogin")
 async def callback(app: str, request: Request, req: RequestDep, services: ServicesDep) -> Response:
     """The callback registered at Telenor: check state and browser, redeem the code, sign in.
@@ -126,7 +102,7 @@ async def callback(app: str, request: Request, req: RequestDep, services: Servic
         flow = exc.flow
         if flow is None or flow.mode != "native" or flow.return_to is None:
             raise
-        return back_to_app(services, flow.return_to, flow.client_state, exc)
+        return back_to_app(services.responder.count, flow.return_to, flow.client_state, exc)
     # (no-referrer: the callback URL carries the code; never let it leak on as a Referer.)
     response = redirect(finished.redirect_to)
     if finished.session_id is not None:

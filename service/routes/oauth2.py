@@ -18,10 +18,9 @@ from starlette.responses import JSONResponse, Response
 from ..deps import RequestDep, Services, ServicesDep
 from ..errors import BffError
 from ..flow import LoginStart
-from ..native import STATE, OAuthError, metadata, token_response
-from ..openapi import PUBLIC
-from .api import problems
-from .auth import PAGES, back_to_app, redirect
+from ..native import STATE, OAuthError, back_to_app, metadata, token_response
+from ..responses import redirect
+from ..security import PAGES, PUBLIC, problems
 
 router = APIRouter(tags=["native apps (OAuth 2.0)"])
 FORM = "application/x-www-form-urlencoded"
@@ -107,10 +106,12 @@ async def authorize(
         raise BffError("bad_redirect_uri", flow=flow.flow(app))
     if response_type != "code":
         wrong = BffError("bad_request", "response_type must be code.")
-        return back_to_app(services, target, state, wrong, "unsupported_response_type")
+        return back_to_app(
+            services.responder.count, target, state, wrong, "unsupported_response_type"
+        )
     if state is not None and not STATE.fullmatch(state):
         # Too long to keep (or not RFC 6749's characters): refused, and not sent back.
-        return back_to_app(services, target, None, BffError("bad_request"))
+        return back_to_app(services.responder.count, target, None, BffError("bad_request"))
     try:
         if code_challenge_method != "S256":
             raise BffError("challenge_required")
@@ -125,7 +126,7 @@ async def authorize(
             )
         )
     except BffError as exc:
-        return back_to_app(services, target, state, exc)
+        return back_to_app(services.responder.count, target, state, exc)
     response = redirect(started.authorization_url)
     services.cookies.set_binding(response, app, started.binding)
     return response

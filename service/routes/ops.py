@@ -13,8 +13,8 @@ from starlette.responses import JSONResponse, Response
 from ..deps import ServicesDep
 from ..errors import BffError
 from ..events import event
-from ..openapi import PUBLIC
 from ..redis import REDIS_FAILURES, failure_class
+from ..security import PUBLIC
 
 router = APIRouter(tags=["ops"])
 

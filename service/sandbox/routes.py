@@ -1,5 +1,5 @@
 """The sandbox's HTTP routes: Telenor's OAuth endpoints, the USSD and consent pages, the data
-APIs and the fault-injection knobs. The state they act on is the `Sandbox` of `app.py`.
+APIs and the fault-injection knobs. The state they act on is `state.py`'s.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -24,16 +24,14 @@ from .model import (
     LargeBody,
     oauth_error,
 )
+from .state import SandboxState
 from .subscribers import SUBSCRIBERS
-
-if TYPE_CHECKING:
-    from .app import Sandbox
 
 router = APIRouter()
 
 
-def _sandbox(request: Request) -> Sandbox:
-    sandbox: Sandbox = request.app.state.sandbox  # set by `Sandbox.__init__`
+def _sandbox(request: Request) -> SandboxState:
+    sandbox: SandboxState = request.app.state.sandbox  # set by `app.Sandbox`
     return sandbox
 
 
