@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -14,10 +15,12 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
+from redis.asyncio import Redis, RedisCluster
 from starlette.exceptions import HTTPException
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .clock import Clock
@@ -35,6 +38,7 @@ from .listeners import Listeners
 from .logs.access import AccessLog
 from .logs.redact import Redactor
 from .metrics import Metrics, build_version
+from .native import AuthorizationCodeGrant, AuthorizationServer, OAuthError
 from .openapi import admin_document, openapi_document
 from .pages import Pages
 from .plain_http import PlainHttp
@@ -95,117 +99,56 @@ def _api_client(timeout: float, max_connections: int) -> aiohttp.ClientSession:
     )
 
 
+DESCRIPTION = (
+    "Backend-for-frontend for Telenor Norway's line-authenticated OAuth and the Mobile User "
+    "Info / Mobile Device Info APIs. Browsers get an HttpOnly cookie, mobile apps an opaque "
+    "bearer session token; neither ever sees Telenor's tokens."
+)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What one app holds for its whole life, built before its lifespan starts."""
+
+    settings: Settings
+    clock: Clock
+    cookies: Cookies
+    cipher: Cipher
+    subscribers: SubscriberHash
+    metrics: Metrics
+    events: Events
+    responder: Responder
+    tracing: Tracing
+
+    @classmethod
+    def of(cls, settings: Settings, clock: Clock) -> Parts:
+        metrics = Metrics()
+        events = Events(metrics)
+        return cls(
+            settings=settings,
+            clock=clock,
+            cookies=Cookies(settings),
+            cipher=Cipher(settings.keys()),
+            subscribers=SubscriberHash(settings.keys()),
+            metrics=metrics,
+            events=events,
+            responder=Responder(pages=Pages(), events=events),
+            tracing=Tracing(version=build_version()),
+        )
+
+
 def create_app(
     settings: Settings, *, clock: Clock = time.time, access_log: AccessLog | None = None
 ) -> BffApp:
     """The BFF as an ASGI app. Nothing here touches the network until the lifespan starts,
     and nothing outside the app changes: `access_log` is where the access lines go (the one
     `configure_logging` returns; by default, records through `logging`)."""
-    settings = prepared(settings)
-    cookies = Cookies(settings)
-    cipher = Cipher(settings.keys())
-    subscribers = SubscriberHash(settings.keys())
-    metrics = Metrics()
-    events = Events(metrics)
-    responder = Responder(pages=Pages(), events=events)
-    tracing = Tracing(version=build_version())
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        redis, close_redis = create_redis(settings)
-        timed(redis, metrics.observe_redis)
-        flusher = asyncio.create_task(_flush_every_second(metrics))
-        timeout = settings.telenor.timeout_seconds
-        oauth_http = _http_client(timeout, 50)
-        api_http = _api_client(timeout, 200)
-        try:
-            telenor = Telenor(
-                settings.telenor, oauth_http, api_http, max_body=settings.max_upstream_body_bytes
-            )
-            prefix = settings.redis_key_prefix
-            sessions = SessionStore(
-                redis,
-                prefix=prefix,
-                cipher=cipher,
-                max_seconds=settings.session_max_seconds,
-                clock=clock,
-                wait=(settings.redis_wait_replicas, settings.redis_wait_timeout_ms),
-                on_unreplicated=metrics.unreplicated_writes.inc,
-            )
-            codes = CodeStore(redis, prefix=prefix, cipher=cipher, ttl=settings.code_ttl_seconds)
-            states = StateStore(redis, prefix=prefix, ttl=settings.state_ttl_seconds, clock=clock)
-            limiter = RateLimiter(
-                redis,
-                prefix=prefix,
-                limits={
-                    "login": settings.rate_limit_login_per_minute,
-                    "login_browser": settings.rate_limit_login_per_browser_per_minute,
-                    "login_app": settings.rate_limit_login_per_app_per_minute,
-                    "api": settings.rate_limit_api_per_minute,
-                },
-                clock=clock,
-                on_limit=events.rate_limited,
-            )
-            session_auth = SessionAuth(
-                sessions=sessions,
-                codes=codes,
-                telenor=telenor,
-                refresh_skew=settings.refresh_skew_seconds,
-                refresh_wait=timeout + 1.0,
-                clock=clock,
-                limiter=limiter,
-                events=events,
-                tracing=tracing,
-            )
-            services = Services(
-                settings=settings,
-                redis=redis,
-                cookies=cookies,
-                flow=LoginFlow(
-                    settings=settings,
-                    states=states,
-                    sessions=sessions,
-                    codes=codes,
-                    telenor=telenor,
-                    clock=clock,
-                    limiter=limiter,
-                    events=events,
-                    subscribers=subscribers,
-                    tracing=tracing,
-                ),
-                auth=session_auth,
-                proxy=ApiProxy(
-                    settings=settings,
-                    telenor=telenor,
-                    auth=session_auth,
-                    metrics=metrics,
-                    tracing=tracing,
-                ),
-                clock=clock,
-                metrics=metrics,
-                responder=responder,
-                events=events,
-                subscribers=subscribers,
-                index=sessions.index,
-            )
-            yield {"services": services}
-        finally:
-            flusher.cancel()
-            metrics.deferred.flush()
-            tracing.shutdown()
-            await api_http.close()
-            await oauth_http.aclose()
-            await close_redis()
-
+    parts = Parts.of(prepared(settings), clock)
     app = BffApp(
         title="Line Auth BFF",
         version="0.1.0",
-        description=(
-            "Backend-for-frontend for Telenor Norway's line-authenticated OAuth and the Mobile "
-            "User Info / Mobile Device Info APIs. Browsers get an HttpOnly cookie, mobile apps an "
-            "opaque bearer session token; neither ever sees Telenor's tokens."
-        ),
-        lifespan=lifespan,
+        description=DESCRIPTION,
+        lifespan=_lifespan(parts),
         # Our own metrics and logs cover this; FastAPI's OpenTelemetry probe otherwise looks up
         # the tracer provider (an os.environ read) on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -217,6 +160,15 @@ def create_app(
     )
     # Starlette would redirect `/path/` to `/path`, building Location from the Host header.
     app.router.redirect_slashes = False
+    public = _include_routes(app, parts.settings)
+    _handle_errors(app, parts.responder)
+    routes = [*public, *admin.router.routes]
+    app.edge = lambda inner: _edge(inner, parts, access_log or AccessLog(), routes)
+    return app
+
+
+def _include_routes(app: BffApp, settings: Settings) -> list[BaseRoute]:
+    """The routers, and the two OpenAPI documents of their routes; the public routes."""
     routers = [auth.router, api.router, oauth2.router, ops.router]
     if settings.env == "development" and "demo" in settings.apps:
         routers.append(demo.router)
@@ -224,14 +176,22 @@ def create_app(
         app.include_router(router)
     # The admin API is served on the admin listener only, and documented on its own.
     app.include_router(admin.router, include_in_schema=False)
-    documented = [route for router in routers for route in router.routes]
-    app.openapi = lambda: openapi_document(app, documented)  # type: ignore[method-assign]  # FastAPI's hook
+    public = [route for router in routers for route in router.routes]
+    app.openapi = lambda: openapi_document(app, public)  # type: ignore[method-assign]  # FastAPI's hook
     app.admin_openapi = lambda: admin_document(app, [*ops.router.routes, *admin.router.routes])
+    return public
 
-    # FastAPI's own errors leave the same way as ours.
+
+def _handle_errors(app: BffApp, responder: Responder) -> None:
+    """Every error a route raises, FastAPI's own included, leaves through the `Responder`."""
+
     @app.exception_handler(BffError)
     async def on_bff_error(request: Request, exc: BffError) -> Response:
         return responder.response(request.scope, exc)
+
+    @app.exception_handler(OAuthError)
+    async def on_oauth_error(request: Request, exc: OAuthError) -> Response:
+        return responder.oauth(exc)
 
     @app.exception_handler(HTTPException)
     async def on_http_error(request: Request, exc: HTTPException) -> Response:
@@ -248,24 +208,124 @@ def create_app(
         )
         return responder.response(request.scope, BffError("invalid_request", detail[:500]))
 
-    def edge(inner: ASGIApp) -> ASGIApp:
-        return Edge(
-            inner,
-            classify=Classifier(settings, cookies, Redactor(client_secrets(settings))),
-            listeners=Listeners(settings),
-            plain_http=PlainHttp(settings),
-            browser=BrowserPolicy(settings, on_reject=events.rejected),
-            max_body=settings.max_body_bytes,
-            admission=Admission(settings.max_in_flight, settings.shed_after_ms / 1000),
-            responder=responder,
-            access_log=access_log or AccessLog(),
-            metrics=metrics,
-            tracing=tracing,
-            routes=[route for router in (*routers, admin.router) for route in router.routes],
-        )
 
-    app.edge = edge
-    return app
+def _edge(inner: ASGIApp, parts: Parts, access_log: AccessLog, routes: list[BaseRoute]) -> Edge:
+    settings = parts.settings
+    return Edge(
+        inner,
+        classify=Classifier(settings, parts.cookies, Redactor(client_secrets(settings))),
+        listeners=Listeners(settings),
+        plain_http=PlainHttp(settings),
+        browser=BrowserPolicy(settings, on_reject=parts.events.rejected),
+        max_body=settings.max_body_bytes,
+        admission=Admission(settings.max_in_flight, settings.shed_after_ms / 1000),
+        responder=parts.responder,
+        access_log=access_log,
+        metrics=parts.metrics,
+        tracing=parts.tracing,
+        routes=routes,
+    )
+
+
+def _lifespan(parts: Parts) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]:
+    """The clients, created when the app starts and closed when it stops, and the services
+    built on them: what every request's `scope["state"]["services"]` is."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        settings, metrics = parts.settings, parts.metrics
+        redis, close_redis = create_redis(settings)
+        timed(redis, metrics.observe_redis)
+        flusher = asyncio.create_task(_flush_every_second(metrics))
+        timeout = settings.telenor.timeout_seconds
+        oauth_http = _http_client(timeout, 50)
+        api_http = _api_client(timeout, 200)
+        try:
+            telenor = Telenor(
+                settings.telenor, oauth_http, api_http, max_body=settings.max_upstream_body_bytes
+            )
+            yield {"services": _services(parts, redis, telenor)}
+        finally:
+            flusher.cancel()
+            metrics.deferred.flush()
+            parts.tracing.shutdown()
+            await api_http.close()
+            await oauth_http.aclose()
+            await close_redis()
+
+    return lifespan
+
+
+def _services(parts: Parts, redis: Redis | RedisCluster, telenor: Telenor) -> Services:
+    """Every service a request may use, wired together once per process."""
+    settings, clock, events, tracing = parts.settings, parts.clock, parts.events, parts.tracing
+    prefix = settings.redis_key_prefix
+    sessions = SessionStore(
+        redis,
+        prefix=prefix,
+        cipher=parts.cipher,
+        max_seconds=settings.session_max_seconds,
+        clock=clock,
+        wait=(settings.redis_wait_replicas, settings.redis_wait_timeout_ms),
+        on_unreplicated=parts.metrics.unreplicated_writes.inc,
+    )
+    limiter = RateLimiter(
+        redis,
+        prefix=prefix,
+        limits={
+            "login": settings.rate_limit_login_per_minute,
+            "login_browser": settings.rate_limit_login_per_browser_per_minute,
+            "login_app": settings.rate_limit_login_per_app_per_minute,
+            "api": settings.rate_limit_api_per_minute,
+        },
+        clock=clock,
+        on_limit=events.rate_limited,
+    )
+    session_auth = SessionAuth(
+        sessions=sessions,
+        telenor=telenor,
+        refresh_skew=settings.refresh_skew_seconds,
+        refresh_wait=settings.telenor.timeout_seconds + 1.0,
+        clock=clock,
+        limiter=limiter,
+        events=events,
+        tracing=tracing,
+    )
+    codes = CodeStore(redis, prefix=prefix, cipher=parts.cipher, ttl=settings.code_ttl_seconds)
+    grant = AuthorizationCodeGrant(codes=codes, sessions=sessions, clock=clock)
+    flow = LoginFlow(
+        settings=settings,
+        states=StateStore(redis, prefix=prefix, ttl=settings.state_ttl_seconds, clock=clock),
+        sessions=sessions,
+        native=grant,
+        telenor=telenor,
+        clock=clock,
+        limiter=limiter,
+        events=events,
+        subscribers=parts.subscribers,
+        tracing=tracing,
+    )
+    return Services(
+        settings=settings,
+        redis=redis,
+        cookies=parts.cookies,
+        flow=flow,
+        auth=session_auth,
+        native=AuthorizationServer(settings=settings, flow=flow, grant=grant, auth=session_auth),
+        proxy=ApiProxy(
+            settings=settings,
+            telenor=telenor,
+            auth=session_auth,
+            metrics=parts.metrics,
+            tracing=tracing,
+        ),
+        clock=clock,
+        metrics=parts.metrics,
+        responder=parts.responder,
+        events=events,
+        subscribers=parts.subscribers,
+        index=sessions.index,
+    )
 
 
 async def _flush_every_second(metrics: Metrics) -> None:

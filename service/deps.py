@@ -1,5 +1,5 @@
-"""What routes receive: the services built by the lifespan, and the request's `RequestScope`
-(`Annotated` dependencies)."""
+"""What routes receive: the services built by the lifespan, the request's `RequestScope`, and
+the configured app its path names (`Annotated` dependencies)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from redis.asyncio import Redis, RedisCluster
 from starlette.requests import Request
 
 from .clock import Clock
-from .config import Settings
+from .config import AppConfig, Settings
 from .cookies import Cookies
+from .errors import BffError
 from .events import Events
 from .flow import LoginFlow
 from .metrics import Metrics
+from .native import AuthorizationServer
 from .proxy import ApiProxy
 from .request import SCOPE_KEY, RequestScope
 from .respond import Responder
@@ -32,6 +34,7 @@ class Services:
     cookies: Cookies
     flow: LoginFlow
     auth: SessionAuth
+    native: AuthorizationServer
     proxy: ApiProxy
     clock: Clock
     metrics: Metrics
@@ -56,3 +59,22 @@ async def get_request(request: Request) -> RequestScope:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 RequestDep = Annotated[RequestScope, Depends(get_request)]
+
+
+@dataclass(frozen=True)
+class App:
+    """The configured app a route's `{app}` names."""
+
+    id: str
+    config: AppConfig
+
+
+async def get_app(app: str, services: ServicesDep) -> App:
+    """The app of the path, or `unknown_app` (a page on the browser flow, else a problem)."""
+    config = services.settings.apps.get(app)
+    if config is None:
+        raise BffError("unknown_app", f"No app called {app[:40]!r} is configured.")
+    return App(app, config)
+
+
+AppDep = Annotated[App, Depends(get_app)]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlencode
 
 from .clock import Clock
@@ -19,12 +20,11 @@ from .config import AppConfig, Settings
 from .crypto import digest, new_token, pkce_challenge
 from .errors import BffError, Flow
 from .events import Events
-from .native import CHALLENGE, RedirectUris, success_redirect
 from .ratelimit import RateLimiter, address_bucket
 from .request import RequestScope
 from .return_urls import ReturnUrlPolicy
 from .session_index import SubscriberHash
-from .stores import AuthCode, CodeStore, LoginState, Session, SessionStore, StateStore
+from .stores import LoginState, Session, SessionStore, StateStore
 from .telenor import Telenor, TokenError
 from .tracing import NO_TRACE, Tracing
 
@@ -68,9 +68,27 @@ class Binding:
 
 
 @dataclass(frozen=True)
+class NativeClient:
+    """A native app's authorization request, as its authorization server (`native.py`) has
+    checked it: the registered redirect URI it named, its S256 challenge, its state."""
+
+    redirect_uri: str
+    challenge: str
+    state: str | None
+
+
+class NativeEnding(Protocol):
+    """How a native app's login ends: its authorization server's answer (`native.py`)."""
+
+    async def respond(self, state: LoginState, session: Session) -> str:
+        """The app's redirect URI with the code for `session` and the app's state."""
+        ...
+
+
+@dataclass(frozen=True)
 class LoginStart:
     """A request to start a login: from the login page's query, the JSON API's body, or a
-    native app's authorization request (`native`, whose `return_to` is its redirect URI)."""
+    native app's checked authorization request (`native`)."""
 
     app: str
     return_to: str | None
@@ -78,32 +96,26 @@ class LoginStart:
     binding: str | None  # the browser's binding cookie, if any
     client: str  # its address, for the per-address limit
     network: bool = False  # leave for Telenor through the plain-http network entry
-    native: bool = False
-    code_challenge: str | None = None  # the native app's S256 challenge
-    client_state: str | None = None  # the native app's state
+    native: NativeClient | None = None
 
     @classmethod
     def of(
         cls,
         req: RequestScope,
         *,
-        return_to: str | None,
+        return_to: str | None = None,
         mode: str | None = None,
         network: bool = False,
-        native: bool = False,
-        code_challenge: str | None = None,
-        client_state: str | None = None,
+        native: NativeClient | None = None,
     ) -> LoginStart:
         return cls(
             app=req.named or "",
-            return_to=return_to,
+            return_to=native.redirect_uri if native is not None else return_to,
             mode=mode,
             binding=req.binding,
             client=req.client or "unknown",
             network=network,
             native=native,
-            code_challenge=code_challenge,
-            client_state=client_state,
         )
 
 
@@ -132,7 +144,7 @@ class LoginFlow:
         settings: Settings,
         states: StateStore,
         sessions: SessionStore,
-        codes: CodeStore,
+        native: NativeEnding,
         telenor: Telenor,
         clock: Clock,
         limiter: RateLimiter,
@@ -147,11 +159,10 @@ class LoginFlow:
         self._settings = settings
         self._states = states
         self._sessions = sessions
-        self._codes = codes
+        self._native = native
         self._telenor = telenor
         self._clock = clock
         self._policies = {a: ReturnUrlPolicy(cfg) for a, cfg in settings.apps.items()}
-        self.redirect_uris = {a: RedirectUris(cfg) for a, cfg in settings.apps.items()}
 
     def app(self, app_id: str) -> AppConfig:
         cfg = self._settings.apps.get(app_id)
@@ -177,40 +188,46 @@ class LoginFlow:
         """`return_to` when the app allows it (the one open-redirect rule), else None."""
         return self._policies[app_id].check(return_to)
 
+    def start_flow(self, start: LoginStart) -> Flow:
+        """What an error page (or a native app's error redirect) needs of this start."""
+        if start.native is None:
+            return self.flow(start.app)
+        native = start.native
+        return self.flow(start.app, native.redirect_uri, "native", native.state)
+
     def check_start(self, start: LoginStart) -> tuple[AppConfig, str, str]:
-        """(app, accepted return URL, mode) of a login request, or the BffError to show."""
+        """(app, accepted return URL, mode) of a login request, or the BffError to show. A
+        native start was checked by its authorization server (`native.py`)."""
         app_id = start.app
         cfg = self.app(app_id)
+        if start.native is not None:
+            return cfg, start.native.redirect_uri, "native"
         base = self.flow(app_id)
-        if not start.native and start.mode not in (None, "cookie"):
+        if start.mode not in (None, "cookie"):
             detail = "mode must be cookie"
             if start.mode == "handoff":
                 detail = (
                     f"Handoff mode is gone: native apps use OAuth at /oauth2/{app_id}/authorize."
                 )
             raise BffError("bad_request", detail, flow=base)
-        if start.native:
-            mode, checked = "native", self.redirect_uris[app_id].match(start.return_to)
-        else:
-            mode, checked = "cookie", self.return_url(app_id, start.return_to)
+        checked = self.return_url(app_id, start.return_to)
         if checked is None:
             raise BffError(
                 "bad_return_to", "return_to is not one of the app's return URLs.", flow=base
             )
-        if start.native and not (
-            start.code_challenge and CHALLENGE.fullmatch(start.code_challenge)
-        ):
-            raise BffError(
-                "challenge_required",
-                "code_challenge (43 base64url characters) with code_challenge_method=S256 "
-                "is required.",
-                flow=base,
-            )
-        return cfg, checked, mode
+        return cfg, checked, "cookie"
 
     async def start(self, start: LoginStart) -> Started:
         """A fresh single-use state, bound to a fresh binding, and the URL to send the browser
-        to: Telenor's authorize URL, or with `network` the plain-http entry's way there."""
+        to: Telenor's authorize URL, or with `network` the plain-http entry's way there. A
+        failure names the login it stopped (its page, or a native app's error redirect)."""
+        try:
+            return await self._start(start)
+        except BffError as exc:
+            exc.flow = exc.flow or self.start_flow(start)
+            raise
+
+    async def _start(self, start: LoginStart) -> Started:
         cfg, checked, mode = self.check_start(start)
         app_id = start.app
         previous = Binding.parse(start.binding)
@@ -218,13 +235,7 @@ class LoginFlow:
         counts = [("login", address_bucket(start.client, self._settings.rate_limit_ipv6_prefix))]
         if previous is not None:  # a browser's first login counts against its address only
             counts.append(("login_browser", digest(binding.browser)))
-        try:
-            await self._limiter.hit(
-                *counts, ceiling=("login_app", app_id), tag=f"{{login:{app_id}}}:"
-            )
-        except BffError as exc:
-            exc.flow = self.flow(app_id)
-            raise
+        await self._limiter.hit(*counts, ceiling=("login_app", app_id), tag=f"{{login:{app_id}}}:")
         verifier = new_token(48) if cfg.pkce else None
         record = LoginState(
             app=app_id,
@@ -232,9 +243,9 @@ class LoginFlow:
             mode=mode,
             binding=digest(login),
             verifier=verifier,
-            client_challenge=start.code_challenge if start.native else None,
+            client_challenge=start.native.challenge if start.native else None,
             created_at=self._clock(),
-            client_state=start.client_state,
+            client_state=start.native.state if start.native else None,
         )
         state = await self._states.issue(record)
         entry = self._settings.network_auth_url
@@ -340,14 +351,11 @@ class LoginFlow:
             app_id, tokens.access_token, tokens.expires_in, tokens.refresh_token, subscriber
         )
         if state.mode == "native":
-            if state.client_challenge is None:  # (no native start stores one without it)
-                raise BffError("bad_request", flow=flow)
-            code = await self._codes.issue(
-                AuthCode(app_id, state.client_challenge, state.return_to, asdict(session))
-            )
-            return Finished(
-                success_redirect(state.return_to, code, state.client_state), "native", session
-            )
+            try:
+                return Finished(await self._native.respond(state, session), "native", session)
+            except BffError as exc:
+                exc.flow = flow  # (the app hears of it on its redirect URI)
+                raise
         session_id, ttl, stored = await self._sessions.create(session)
         return Finished(state.return_to, "cookie", stored, session_id, ttl)
 

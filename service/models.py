@@ -191,3 +191,43 @@ class DeviceInfo(BaseModel):
     manufacturer: str | None = None
     tac: str | None = None
     capabilities: Capabilities | None = None
+
+
+# -- OAuth 2.0 for native apps: the token and revocation endpoints' forms and answers --------
+
+
+class TokenRequest(BaseModel):
+    """A public client's token request (RFC 6749 §4.1.3 with RFC 7636), sent as a form."""
+
+    model_config = ConfigDict(extra="ignore")  # (RFC 6749 §3.2: unknown parameters are ignored)
+
+    grant_type: Literal["authorization_code"]
+    code: str = Field(min_length=1, description="The code from the redirect")
+    redirect_uri: str = Field(min_length=1, description="Exactly as in the authorization request")
+    client_id: str = Field(description="The app id")
+    code_verifier: str = Field(min_length=1, description="The PKCE verifier (RFC 7636)")
+
+
+class TokenRevocation(BaseModel):
+    """An RFC 7009 revocation request, sent as a form."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    token: str = Field(min_length=1, description="The access token (BFF session token) to end")
+    token_type_hint: str | None = Field(default=None, json_schema_extra={"enum": ["access_token"]})
+    client_id: str | None = Field(default=None, description="The app id")
+
+
+class TokenResponse(BaseModel):
+    """RFC 6749 §5.1: the app's access token, a BFF session token."""
+
+    access_token: str = Field(description="The BFF session token, for `Bearer`")
+    token_type: Literal["Bearer"]
+    expires_in: int
+
+
+class OAuthErrorBody(BaseModel):
+    """An RFC 6749 §5.2 error of the token or revocation endpoint."""
+
+    error: Literal["invalid_request", "invalid_client", "invalid_grant", "unsupported_grant_type"]
+    error_description: str | None = None

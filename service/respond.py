@@ -1,9 +1,10 @@
 """The one way out for errors: every error response of the BFF leaves through `Responder`.
 
-It picks the form from the request's surface (the bilingual page for a browser-flow GET,
-RFC 9457 problem+json for everything else), counts the error in `bff_errors_total`, and sends
-it. The edge's refusals, the routes' `BffError`s, FastAPI's own 404/405/422 and unexpected
-exceptions all come here.
+It picks the form: a native app's login that fails goes back to the app (RFC 6749 §4.1.2.1,
+`native.OAuthError`); otherwise the request's surface decides (the bilingual page for a
+browser-flow GET, RFC 9457 problem+json for everything else). It counts the error in
+`bff_errors_total` and sends it. The edge's refusals, the routes' `BffError`s and
+`OAuthError`s, FastAPI's own 404/405/422 and unexpected exceptions all come here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from .errors import BffError, problem_for
 from .events import Events
+from .native import OAuthError
 from .pages import Pages
 from .request import SCOPE_KEY, RequestScope
 from .tracing import mark
@@ -28,6 +30,9 @@ class Responder:
 
     def response(self, scope: Scope, error: BffError) -> Response:
         """The response for `error`, counted."""
+        flow = error.flow
+        if flow is not None and flow.mode == "native" and flow.return_to is not None:
+            return self.oauth(OAuthError.login_failed(error))
         self.count(error.code)
         mark(**{"error.type": error.code})  # (on the request's span, when it is traced)
         req: RequestScope | None = scope.get(SCOPE_KEY)
@@ -37,6 +42,12 @@ class Responder:
 
     async def send(self, scope: Scope, receive: Receive, send: Send, error: BffError) -> None:
         await self.response(scope, error)(scope, receive, send)
+
+    def oauth(self, error: OAuthError) -> Response:
+        """An OAuth error of the native profile, counted by its code, rendering itself."""
+        self.count(error.code)
+        mark(**{"error.type": error.code})
+        return error.response()
 
     def page_again(self, scope: Scope, error: BffError) -> Response:
         """The page of an error already answered and counted, shown again (in the other

@@ -1,4 +1,4 @@
-"""Who is calling: the session behind a cookie or a bearer token, refresh, code, logout.
+"""Who is calling: the session behind a cookie or a bearer token, refresh, logout.
 
 A request is authenticated by `Authorization: Bearer <session token>` (mobile apps) or by the
 app's session cookie (SPAs). Either resolves in one Redis round trip (a script that also counts
@@ -9,19 +9,15 @@ never authenticates app B.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import logging
 from dataclasses import dataclass
 
 from .clock import Clock
 from .config import AppConfig
-from .crypto import pkce_challenge
 from .errors import BffError
-from .events import Events, event
-from .native import VERIFIER, OAuthError
+from .events import Events
 from .ratelimit import RateLimiter
 from .request import RequestScope
-from .stores import CodeStore, Session, SessionStore, known
+from .stores import Session, SessionStore
 from .telenor import Telenor, TokenError
 from .tracing import NO_TRACE, REDIS_READ, Tracing
 
@@ -40,13 +36,12 @@ class Caller:
 
 
 class SessionAuth:
-    """Resolves, refreshes and ends sessions; redeems native apps' authorization codes."""
+    """Resolves, refreshes and ends sessions."""
 
     def __init__(
         self,
         *,
         sessions: SessionStore,
-        codes: CodeStore,
         telenor: Telenor,
         refresh_skew: int,
         refresh_wait: float,
@@ -59,7 +54,6 @@ class SessionAuth:
         self._limiter = limiter
         self._events = events
         self._sessions = sessions
-        self._codes = codes
         self._telenor = telenor
         self._skew = refresh_skew
         self._refresh_wait = refresh_wait
@@ -175,38 +169,6 @@ class SessionAuth:
         if self._clock() < session.expires_at:
             return session
         raise BffError("upstream_timeout", "The token refresh did not finish in time.")
-
-    async def redeem_code(
-        self, app_id: str, code: str, verifier: str, redirect_uri: str
-    ) -> tuple[str, int]:
-        """A bearer session token for a native app's authorization code and its PKCE verifier
-        (RFC 6749 §4.1.3, RFC 7636 §4.6). A code works once; a second use also ends the
-        session the first one got (RFC 6749 §4.1.2), since the code may have been stolen."""
-        session_id, key = self._sessions.new_id()
-        redeemed = await self._codes.redeem(code, key)
-        if redeemed.reused is not None:
-            await self._sessions.delete_key(redeemed.reused)
-            event("authorization code reused", logging.WARNING, app=app_id)
-            raise OAuthError("invalid_grant", "The code was already used; its session is ended.")
-        found = redeemed.code
-        if found is None:
-            raise OAuthError("invalid_grant", "The code is unknown or expired.")
-        if found.app != app_id:
-            raise OAuthError("invalid_grant", "The code belongs to another client.")
-        if found.redirect_uri != redirect_uri:
-            raise OAuthError("invalid_grant", "redirect_uri is not the authorization request's.")
-        if not VERIFIER.fullmatch(verifier) or not hmac.compare_digest(
-            pkce_challenge(verifier), found.challenge
-        ):
-            raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge.")
-        session = known(Session, found.session)
-        if not session.live(self._clock()):
-            raise OAuthError("invalid_grant", "The login behind this code has already ended.")
-        token, ttl, _ = await self._sessions.create(session, via="bearer", session_id=session_id)
-        if await self._codes.was_reused(code):  # (a reuse that came before the session did)
-            await self._sessions.delete_key(key)
-            raise OAuthError("invalid_grant", "The code was used twice; its session is ended.")
-        return token, ttl
 
     async def logout(self, req: RequestScope) -> Session | None:
         """End the caller's session; the ended session (for Telenor's logout) or None."""

@@ -62,6 +62,14 @@ export interface StartResponse {
   expires_at: string;
 }
 
+/** RFC 6749 §5.1: the app's access token, a BFF session token. */
+export interface TokenResponse {
+  /** The BFF session token, for `Bearer` */
+  access_token: string;
+  expires_in: number;
+  token_type: "Bearer";
+}
+
 /** Telenor Mobile User Info (`GET /user-info/v1/users`); unknown fields are passed through. */
 export interface UserInfo {
   address?: Address | null;

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter
 from starlette.responses import JSONResponse, Response
 
-from ..deps import RequestDep, ServicesDep
+from ..deps import AppDep, RequestDep, ServicesDep
 from ..flow import LoginStart
 from ..models import (
     RevokeAllResponse,
@@ -36,7 +36,9 @@ def _iso(epoch: float) -> str:
     operation_id="startLogin",
     openapi_extra={"security": PUBLIC},
 )
-async def start(app: str, body: StartRequest, req: RequestDep, services: ServicesDep) -> Response:
+async def start(
+    app: AppDep, body: StartRequest, req: RequestDep, services: ServicesDep
+) -> Response:
     """Start a login for an app that opens the browser itself; sets the login-binding cookie."""
     started = await services.flow.start(
         LoginStart.of(
@@ -49,7 +51,7 @@ async def start(app: str, body: StartRequest, req: RequestDep, services: Service
         {"authorization_url": started.authorization_url, "expires_at": _iso(started.expires_at)},
         headers={"Cache-Control": "no-store"},
     )
-    services.cookies.set_binding(response, app, started.binding)
+    services.cookies.set_binding(response, app.id, started.binding)
     return response
 
 
@@ -59,15 +61,15 @@ async def start(app: str, body: StartRequest, req: RequestDep, services: Service
     operation_id="getSession",
     openapi_extra={"security": SIGNED_IN_OR_NOT},
 )
-async def session(app: str, req: RequestDep, services: ServicesDep) -> Response:
+async def session(app: AppDep, req: RequestDep, services: ServicesDep) -> Response:
     """Whether the caller is signed in to this app (200 either way)."""
-    cfg = services.flow.app(app)
+    cfg = app.config
     caller = await services.auth.current(req, cfg)
     if caller is None:
         query = urlencode({"return_to": cfg.return_urls[0]}) if cfg.return_urls else ""
         body: dict[str, Any] = {
             "authenticated": False,
-            "login_url": f"{services.settings.public_url}/auth/{app}/login"
+            "login_url": f"{services.settings.public_url}/auth/{app.id}/login"
             + (f"?{query}" if query else ""),
         }
     else:
@@ -86,12 +88,11 @@ async def session(app: str, req: RequestDep, services: ServicesDep) -> Response:
     operation_id="revokeAllSessions",
     openapi_extra={"security": SIGNED_IN},
 )
-async def revoke_all(app: str, req: RequestDep, services: ServicesDep) -> Response:
+async def revoke_all(app: AppDep, req: RequestDep, services: ServicesDep) -> Response:
     """Sign out on all devices: end every session of the caller's subscriber in this app (the
     caller's own included). Cookie callers need `X-CSRF: 1`, as for every cookie call."""
-    cfg = services.flow.app(app)
-    revoked = await services.auth.revoke_all(req, cfg)
+    revoked = await services.auth.revoke_all(req, app.config)
     response = JSONResponse({"revoked": revoked}, headers={"Cache-Control": "no-store"})
     if req.credential is not None and req.credential.kind == "cookie":
-        services.cookies.clear_session(response, app)
+        services.cookies.clear_session(response, app.id)
     return response

@@ -15,10 +15,9 @@ from fastapi import APIRouter, BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..deps import RequestDep, ServicesDep
+from ..deps import AppDep, RequestDep, ServicesDep
 from ..errors import BffError
 from ..flow import START_PARAMS, LoginStart
-from ..native import back_to_app
 from ..pages import TEXTS
 from ..responses import redirect
 from ..security import PAGES, PROBLEMS, PUBLIC, SIGNED_IN_OR_NOT
@@ -41,7 +40,7 @@ def _hop(path: str, operation_id: str) -> Callable[[_Route], _Route]:
 
 @_hop("/auth/{app}/login", "beginBrowserLogin")
 async def login(
-    app: str,
+    app: AppDep,
     request: Request,
     req: RequestDep,
     services: ServicesDep,
@@ -65,48 +64,48 @@ async def login(
     if settings.https and req.scheme == "http":
         services.flow.check_start(start)
         query = {k: v for k, v in request.query_params.items() if k in START_PARAMS}
-        hop = f"{settings.public_url}/auth/{app}/login?{urlencode({**query, 'network': '1'})}"
+        hop = f"{settings.public_url}/auth/{app.id}/login?{urlencode({**query, 'network': '1'})}"
         return redirect(hop)
     started = await services.flow.start(start)
     response = redirect(started.authorization_url)
-    services.cookies.set_binding(response, app, started.binding)
+    services.cookies.set_binding(response, app.id, started.binding)
     return response
 
 
 @_hop("/auth/{app}/network", "leaveNetworkEntry")
-async def network(app: str, services: ServicesDep, state: str = "") -> Response:
+async def network(app: AppDep, services: ServicesDep, state: str = "") -> Response:
     """The network-authentication entry's last hop: from plain http to Telenor's authorize
     page, for a login the https hop has started (and bound to this browser)."""
-    return redirect(await services.flow.leave(app, state))
+    return redirect(await services.flow.leave(app.id, state))
 
 
 @router.get("/auth/{app}/error", include_in_schema=False)
 async def error_page(
-    app: str, request: Request, services: ServicesDep, code: str = "", return_to: str | None = None
+    app: AppDep,
+    request: Request,
+    services: ServicesDep,
+    code: str = "",
+    return_to: str | None = None,
 ) -> Response:
     """A callback's error page again, in the language asked for (its language switch): the
     page of `code`, with the way back only to a return URL the app allows."""
-    services.flow.app(app)  # (an unknown app: its own page)
-    flow = services.flow.flow(app, services.flow.return_url(app, return_to))
+    flow = services.flow.flow(app.id, services.flow.return_url(app.id, return_to))
     shown = code if code in TEXTS else "bad_request"
     return services.responder.page_again(request.scope, BffError(shown, flow=flow))
 
 
 @_hop("/auth/{app}/callback", "finishBrowserLogin")
-async def callback(app: str, request: Request, req: RequestDep, services: ServicesDep) -> Response:
+async def callback(
+    app: AppDep, request: Request, req: RequestDep, services: ServicesDep
+) -> Response:
     """The callback registered at Telenor: check state and browser, redeem the code, sign in.
     A native app's login ends on its redirect URI either way: the code, or the error."""
-    try:
-        finished = await services.flow.finish(app, request.query_params, req.binding, req.client)
-    except BffError as exc:
-        flow = exc.flow
-        if flow is None or flow.mode != "native" or flow.return_to is None:
-            raise
-        return back_to_app(services.responder.count, flow.return_to, flow.client_state, exc)
+    # (A native login's failure renders as that redirect: `respond.Responder`.)
+    finished = await services.flow.finish(app.id, request.query_params, req.binding, req.client)
     # (no-referrer: the callback URL carries the code; never let it leak on as a Referer.)
     response = redirect(finished.redirect_to)
     if finished.session_id is not None:
-        services.cookies.set_session(response, app, finished.session_id, finished.max_age)
+        services.cookies.set_session(response, app.id, finished.session_id, finished.max_age)
     return response
 
 
@@ -119,14 +118,13 @@ async def callback(app: str, request: Request, req: RequestDep, services: Servic
     openapi_extra={"security": SIGNED_IN_OR_NOT},
 )
 async def logout(
-    app: str, req: RequestDep, services: ServicesDep, background: BackgroundTasks
+    app: AppDep, req: RequestDep, services: ServicesDep, background: BackgroundTasks
 ) -> Response:
     """End the session (cookie or bearer); Telenor's logout runs best-effort afterwards."""
-    services.flow.app(app)
     ended = await services.auth.logout(req)
     response = Response(status_code=204, headers={"Cache-Control": "no-store"})
     if req.credential is None or req.credential.kind == "cookie":  # (a bearer is not the cookie)
-        services.cookies.clear_session(response, app)
+        services.cookies.clear_session(response, app.id)
     if ended is not None:
         background.add_task(services.flow.telenor_logout, ended.access_token)
     response.background = background

@@ -1,61 +1,35 @@
 """OAuth 2.0 for native apps (RFC 8252): discovery, authorize, token, revoke, per app.
 
-The authorization request runs the browser login (`flow.py`, mode `native`) and ends on the
-app's redirect URI with a code; the token request trades the code and the PKCE verifier for a
-BFF session token, the bearer the app then sends to `/api/{app}/…`. The rules are in
-`native.py`.
+Thin: each route hands its request to the app's authorization server (`native.py`), which
+owns the rules; an `OAuthError` renders itself (a redirect to the app, or RFC 6749 §5.2 JSON).
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, BackgroundTasks
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..deps import RequestDep, Services, ServicesDep
-from ..errors import BffError
-from ..flow import LoginStart
-from ..native import STATE, OAuthError, back_to_app, metadata, token_response
-from ..responses import redirect
+from ..deps import AppDep, RequestDep, ServicesDep
+from ..models import OAuthErrorBody, TokenRequest, TokenResponse, TokenRevocation
+from ..native import FORM, read_form
+from ..responses import no_store_json, redirect
 from ..security import PAGES, PUBLIC, problems
 
 router = APIRouter(tags=["native apps (OAuth 2.0)"])
-FORM = "application/x-www-form-urlencoded"
 _OAUTH_ERROR = {
-    "description": 'An RFC 6749 §5.2 error: `{"error": …, "error_description": …}`',
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {
-                    "error": {
-                        "type": "string",
-                        "enum": [
-                            "invalid_request",
-                            "invalid_client",
-                            "invalid_grant",
-                            "unsupported_grant_type",
-                        ],
-                    },
-                    "error_description": {"type": "string"},
-                },
-            }
-        }
-    },
+    "description": "An RFC 6749 §5.2 error",
+    "content": {"application/json": {"schema": OAuthErrorBody.model_json_schema()}},
 }
 
 
-def _form_body(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    schema = {"type": "object", "required": required, "properties": fields}
+def _form_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a form endpoint, from its model."""
+    schema = model.model_json_schema()
     return {"requestBody": {"required": True, "content": {FORM: {"schema": schema}}}}
-
-
-def _string(description: str) -> dict[str, str]:
-    return {"type": "string", "description": description}
 
 
 @router.get(
@@ -64,13 +38,10 @@ def _string(description: str) -> dict[str, str]:
     responses=problems(404, 503),
     openapi_extra={"security": PUBLIC},
 )
-async def discovery(app: str, services: ServicesDep) -> Response:
+async def discovery(app: AppDep, services: ServicesDep) -> Response:
     """RFC 8414 metadata of the app's authorization server (issuer `/oauth2/{app}`)."""
-    services.flow.app(app)
-    if not services.flow.redirect_uris[app]:
-        raise BffError("not_found", "This app has no native redirect URIs.")
     return JSONResponse(
-        metadata(services.settings, app), headers={"Cache-Control": "public, max-age=300"}
+        services.native.metadata(app.id), headers={"Cache-Control": "public, max-age=300"}
     )
 
 
@@ -83,7 +54,8 @@ async def discovery(app: str, services: ServicesDep) -> Response:
     openapi_extra={"security": PUBLIC},
 )
 async def authorize(
-    app: str,
+    app: AppDep,
+    request: Request,
     req: RequestDep,
     services: ServicesDep,
     client_id: str = "",
@@ -97,38 +69,10 @@ async def authorize(
     the end a 302 to `redirect_uri` with `code` and the app's `state`, or with the error.
     With a wrong `client_id` or an unregistered `redirect_uri` it shows the error page and
     redirects nowhere."""
-    flow = services.flow
-    flow.app(app)
-    if client_id != app:
-        raise BffError("bad_client", "client_id must be the app id.", flow=flow.flow(app))
-    target = flow.redirect_uris[app].match(redirect_uri)
-    if target is None:
-        raise BffError("bad_redirect_uri", flow=flow.flow(app))
-    if response_type != "code":
-        wrong = BffError("bad_request", "response_type must be code.")
-        return back_to_app(
-            services.responder.count, target, state, wrong, "unsupported_response_type"
-        )
-    if state is not None and not STATE.fullmatch(state):
-        # Too long to keep (or not RFC 6749's characters): refused, and not sent back.
-        return back_to_app(services.responder.count, target, None, BffError("bad_request"))
-    try:
-        if code_challenge_method != "S256":
-            raise BffError("challenge_required")
-        started = await flow.start(
-            LoginStart.of(
-                req,
-                return_to=target,
-                native=True,
-                code_challenge=code_challenge,
-                client_state=state,
-                network=services.settings.network_auth_url is not None,
-            )
-        )
-    except BffError as exc:
-        return back_to_app(services.responder.count, target, state, exc)
+    # (The parameters are declared for the OpenAPI document; the server reads the query.)
+    started = await services.native.authorize(req, app.id, request.query_params)
     response = redirect(started.authorization_url)
-    services.cookies.set_binding(response, app, started.binding)
+    services.cookies.set_binding(response, app.id, started.binding)
     return response
 
 
@@ -137,59 +81,18 @@ async def authorize(
     response_class=Response,
     operation_id="exchangeNativeCode",
     responses={
-        200: {
-            "description": "The app's access token: a BFF session token (RFC 6749 §5.1)",
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["access_token", "token_type", "expires_in"],
-                        "properties": {
-                            "access_token": _string("The BFF session token, for `Bearer`"),
-                            "token_type": {"type": "string", "enum": ["Bearer"]},
-                            "expires_in": {"type": "integer"},
-                        },
-                    }
-                }
-            },
-        },
+        200: {"model": TokenResponse, "description": "The app's access token (RFC 6749 §5.1)"},
         400: _OAUTH_ERROR,
         401: _OAUTH_ERROR,
         **problems(404, 503),
     },
-    openapi_extra={
-        "security": PUBLIC,
-        **_form_body(
-            {
-                "grant_type": {"type": "string", "enum": ["authorization_code"]},
-                "code": _string("The code from the redirect"),
-                "redirect_uri": _string("Exactly as in the authorization request"),
-                "client_id": _string("The app id"),
-                "code_verifier": _string("The PKCE verifier (RFC 7636)"),
-            },
-            ["grant_type", "code", "redirect_uri", "client_id", "code_verifier"],
-        ),
-    },
+    openapi_extra={"security": PUBLIC, **_form_body(TokenRequest)},
 )
-async def token(app: str, request: Request, services: ServicesDep) -> Response:
+async def token(app: AppDep, request: Request, services: ServicesDep) -> Response:
     """The token request of a public client (RFC 6749 §4.1.3): code and verifier for a BFF
     session token. Errors are RFC 6749 §5.2 JSON, as OAuth libraries expect."""
-    services.flow.app(app)
-    try:
-        form = await _form(request)
-        if form.get("client_id") != app:
-            raise OAuthError("invalid_client", "client_id must be the app id.", 401)
-        if form.get("grant_type") != "authorization_code":
-            raise OAuthError("unsupported_grant_type", "Only authorization_code is supported.")
-        missing = [f for f in ("code", "redirect_uri", "code_verifier") if not form.get(f)]
-        if missing:
-            raise OAuthError("invalid_request", f"Missing {', '.join(missing)}.")
-        access, ttl = await services.auth.redeem_code(
-            app, form["code"], form["code_verifier"], form["redirect_uri"]
-        )
-    except OAuthError as exc:
-        return _refused(services, exc)
-    return token_response({"access_token": access, "token_type": "Bearer", "expires_in": ttl})
+    form = read_form(request.headers.get("content-type", ""), await request.body())
+    return no_store_json(await services.native.token(app.id, form))
 
 
 @router.post(
@@ -202,20 +105,10 @@ async def token(app: str, request: Request, services: ServicesDep) -> Response:
         401: _OAUTH_ERROR,
         **problems(404, 503),
     },
-    openapi_extra={
-        "security": PUBLIC,
-        **_form_body(
-            {
-                "token": _string("The access token (BFF session token) to end"),
-                "token_type_hint": {"type": "string", "enum": ["access_token"]},
-                "client_id": _string("The app id"),
-            },
-            ["token"],
-        ),
-    },
+    openapi_extra={"security": PUBLIC, **_form_body(TokenRevocation)},
 )
 async def revoke(
-    app: str,
+    app: AppDep,
     request: Request,
     req: RequestDep,
     services: ServicesDep,
@@ -223,40 +116,10 @@ async def revoke(
 ) -> Response:
     """RFC 7009 revocation: ends the session the token names (and, best-effort afterwards,
     the login at Telenor). An unknown or already ended token is not an error."""
-    services.flow.app(app)
-    try:
-        form = await _form(request)
-        if form.get("client_id", app) != app:
-            raise OAuthError("invalid_client", "client_id must be the app id.", 401)
-        if not form.get("token"):
-            raise OAuthError("invalid_request", "Missing token.")
-    except OAuthError as exc:
-        return _refused(services, exc)
-    ended = await services.auth.end_credential(app, form["token"], "bearer", req.client)
+    form = read_form(request.headers.get("content-type", ""), await request.body())
+    ended = await services.native.revoke(app.id, form, req.client)
     response = Response(status_code=200, headers={"Cache-Control": "no-store"})
     if ended is not None:
         background.add_task(services.flow.telenor_logout, ended.access_token)
     response.background = background
     return response
-
-
-def _refused(services: Services, error: OAuthError) -> Response:
-    """An RFC 6749 §5.2 error, counted in `bff_errors_total` as `oauth_<error>`."""
-    services.responder.count(f"oauth_{error.error}")
-    return error.response()
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """The form body: each field once (RFC 6749 §3.2: no repeated parameters)."""
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM:
-        raise OAuthError("invalid_request", f"The body must be {FORM}.")
-    try:
-        pairs = parse_qsl((await request.body()).decode(), keep_blank_values=True)
-    except UnicodeDecodeError:
-        raise OAuthError("invalid_request", "The body is not UTF-8.") from None
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        if name in form:
-            raise OAuthError("invalid_request", f"{name} is given more than once.")
-        form[name] = value
-    return form
