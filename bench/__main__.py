@@ -32,8 +32,8 @@ import httpx
 import redis as sync_redis
 
 from service.config import generate_key
-from service.crypto import digest
-from service.embedded import EmbeddedRedis, free_port
+from service.kit.crypto import digest
+from service.store.embedded import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -154,9 +154,9 @@ async def session_memory(redis_url: str, sessions: int = 10_000) -> tuple[float,
     (the service's own SessionStore), each on an empty database."""
     from redis.asyncio import Redis
 
-    from service.crypto import Cipher, new_token
-    from service.session_index import SubscriberHash
-    from service.stores import SessionStore
+    from service.kit.crypto import Cipher, new_token
+    from service.store.session_index import SubscriberHash
+    from service.store.stores import SessionStore
 
     client = Redis.from_url(redis_url, db=3)
     cipher = Cipher([os.urandom(32)])

@@ -20,7 +20,7 @@ import redis as sync_redis
 
 from bench.__main__ import ROOT, Bench, login_cycle
 from service.config import generate_key
-from service.embedded import EmbeddedRedis, free_port
+from service.store.embedded import EmbeddedRedis, free_port
 
 LOGINS = 200  # per BFF
 

@@ -15,9 +15,9 @@ import os
 import queue
 import time
 
-from service.logs.access import AccessLog
-from service.logs.formats import JsonFormatter
-from service.logs.handler import LineHandler
+from service.observe.logs.access import AccessLog
+from service.observe.logs.formats import JsonFormatter
+from service.observe.logs.handler import LineHandler
 
 FIELDS = ("GET", "/api/{app}/user-info", 200, 3.21, "127.0.0.1", "0123456789abcdef")
 LINES = 100_000

@@ -81,7 +81,7 @@ def main() -> int:
 
     from bench.__main__ import PY, ROOT, Bench, _login_once, pin
     from service.config import generate_key
-    from service.embedded import EmbeddedRedis, free_port
+    from service.store.embedded import EmbeddedRedis, free_port
 
     factor = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3

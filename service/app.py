@@ -23,36 +23,36 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .clock import Clock
+from .auth.cookies import Cookies
+from .auth.flow import LoginFlow
+from .auth.native import AuthorizationCodeGrant, AuthorizationServer, OAuthError
+from .auth.sessions import SessionAuth
 from .config import Settings, config_problems, generate_key
-from .cookies import Cookies
-from .cors import BrowserPolicy
-from .crypto import Cipher
-from .deps import Services
-from .edge import Edge
-from .errors import BffError
-from .events import Events
-from .flow import LoginFlow
-from .limits import Admission
-from .listeners import Listeners
-from .logs.access import AccessLog
-from .logs.redact import Redactor
-from .metrics import Metrics, build_version
-from .native import AuthorizationCodeGrant, AuthorizationServer, OAuthError
-from .openapi import admin_document, openapi_document
-from .pages import Pages
-from .plain_http import PlainHttp
-from .proxy import ApiProxy
-from .ratelimit import RateLimiter
-from .redis import create_redis, timed
-from .request import Classifier
-from .respond import Responder
-from .routes import admin, api, auth, demo, oauth2, ops
-from .session_index import SubscriberHash
-from .sessions import SessionAuth
-from .stores import CodeStore, SessionStore, StateStore
+from .edge.asgi import Edge
+from .edge.classify import Classifier
+from .edge.cors import BrowserPolicy
+from .edge.limits import Admission
+from .edge.listeners import Listeners
+from .edge.pages import Pages
+from .edge.plain_http import PlainHttp
+from .edge.proxy import ApiProxy
+from .edge.respond import Responder
+from .kit.clock import Clock
+from .kit.crypto import Cipher
+from .kit.errors import BffError
+from .observe.events import Events
+from .observe.logs.access import AccessLog
+from .observe.logs.redact import Redactor
+from .observe.metrics import Metrics, build_version
+from .observe.tracing import Tracing
+from .routes import admin, api, browser, demo, oauth2, ops
+from .routes.deps import Services
+from .routes.openapi import admin_document, openapi_document
+from .store.ratelimit import RateLimiter
+from .store.redis import create_redis, timed
+from .store.session_index import SubscriberHash
+from .store.stores import CodeStore, SessionStore, StateStore
 from .telenor import Telenor
-from .tracing import Tracing
 
 
 class ConfigError(Exception):
@@ -169,7 +169,7 @@ def create_app(
 
 def _include_routes(app: BffApp, settings: Settings) -> list[BaseRoute]:
     """The routers, and the two OpenAPI documents of their routes; the public routes."""
-    routers = [auth.router, api.router, oauth2.router, ops.router]
+    routers = [browser.router, api.router, oauth2.router, ops.router]
     if settings.env == "development" and "demo" in settings.apps:
         routers.append(demo.router)
     for router in routers:

@@ -29,7 +29,7 @@ DRAIN_SECONDS = 20
 def factory() -> FastAPI:
     """uvicorn's factory for `serve` (each worker builds its app from the environment)."""
     from .app import client_secrets, create_app
-    from .logs.setup import configure_logging
+    from .observe.logs.setup import configure_logging
 
     settings = Settings()
     access_log = configure_logging(
@@ -51,7 +51,7 @@ def tune_gc() -> None:
 
 def _metrics_dir(workers: int) -> str | None:
     """Several workers share metrics through files; a fresh directory per start of `serve`."""
-    from .metrics import MULTIPROC_ENV
+    from .observe.metrics import MULTIPROC_ENV
 
     if workers < 2:
         return None
@@ -105,7 +105,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     if args.app and args.app not in settings.apps:
         print(f"FATAL --app {args.app}: no such app is configured", file=sys.stderr)
         return 2
-    from .errors import BffError
+    from .kit.errors import BffError
 
     try:
         return asyncio.run(_sessions(args, settings))
@@ -117,10 +117,10 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 async def _sessions(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
-    from .events import Events
-    from .metrics import Metrics
-    from .redis import create_redis
-    from .session_index import SessionIndex, SubscriberHash
+    from .observe.events import Events
+    from .observe.metrics import Metrics
+    from .store.redis import create_redis
+    from .store.session_index import SessionIndex, SubscriberHash
 
     redis, close = create_redis(settings)
     try:
@@ -197,7 +197,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
     listener (every worker serves both; the app tells them apart by the local port)."""
     from uvicorn.supervisors import Multiprocess
 
-    from .limits import PROTOCOLS
+    from .edge.limits import PROTOCOLS
 
     config = uvicorn.Config(
         "service.cli:factory",

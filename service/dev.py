@@ -12,11 +12,11 @@ import uvicorn
 
 from .app import client_secrets, create_app
 from .config import Settings
-from .crypto import new_token
-from .embedded import EmbeddedRedis
-from .limits import PROTOCOLS
-from .logs.setup import configure_logging
+from .edge.limits import PROTOCOLS
+from .kit.crypto import new_token
+from .observe.logs.setup import configure_logging
 from .sandbox import Sandbox
+from .store.embedded import EmbeddedRedis
 
 DEMO_CLIENT_ID = "demo-client"
 DEMO_SECRET = "demo-secret-not-for-production"  # noqa: S105  (the sandbox's demo client)

@@ -18,9 +18,9 @@ import aiohttp
 import httpx
 
 from .config import AppConfig, TelenorSettings
-from .errors import BffError
-from .logs import request_id
-from .tracing import inject
+from .kit.errors import BffError
+from .observe.logs import request_id
+from .observe.tracing import inject
 
 
 @dataclass(frozen=True)

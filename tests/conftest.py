@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from service.app import create_app
 from service.config import Settings, generate_key
-from service.logs.formats import JsonFormatter
+from service.observe.logs.formats import JsonFormatter
 from service.sandbox import Sandbox
 from tests.support.browser import ADMIN_TOKEN, BFF, new_browser, running
 from tests.support.servers import Clock, EmbeddedRedis, ThreadedServer, shared_redis

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from service.crypto import digest
+from service.kit.crypto import digest
 from service.sandbox.app import ForcedResponse
 from tests.support.browser import APP_ORIGIN, BFF, walk_login
 
@@ -244,7 +244,7 @@ async def test_upstream_failures_map_to_problems_with_cors(signed_in, sandbox, f
 
 async def test_upstream_unreachable_is_502(make_bff, sandbox):
     """Connection refused → 502 upstream_unreachable."""
-    from service.embedded import free_port
+    from service.store.embedded import free_port
 
     async with make_bff() as bff, bff.browser() as browser:
         await walk_login(browser)

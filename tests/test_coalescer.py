@@ -14,7 +14,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from service.redis import Coalescer, timed
+from service.store.redis import Coalescer, timed
 from tests.support.browser import BFF, scrape, walk_login
 from tests.test_observability import sample
 

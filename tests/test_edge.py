@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from service.errors import CATALOG
+from service.kit.errors import CATALOG
 from tests.support.browser import APP_ORIGIN, BFF, BFF_HTTP, bearer_session, scrape, walk_login
 from tests.test_observability import sample
 
@@ -122,7 +122,7 @@ async def test_a_slot_freed_goes_to_the_request_waiting_for_it_and_a_wait_ends_i
     """The in-flight limit's queue (real asyncio, nothing replaced): at the limit, a waiter
     is handed the next slot freed, without the count ever passing the limit; with no slot
     freed within the wait, it is refused and holds nothing."""
-    from service.limits import Admission
+    from service.edge.limits import Admission
 
     admission = Admission(1, wait_seconds=30)
     admission.in_flight += 1  # the one request in flight

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.crypto import digest
+from service.kit.crypto import digest
 from service.sandbox.app import LargeBody
 from tests.support.browser import APP_ORIGIN, BFF, BFF_HTTP, query, walk_login
 from tests.test_observability import sample

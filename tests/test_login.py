@@ -9,7 +9,7 @@ import logging
 import pytest
 from redis.asyncio import Redis
 
-from service.crypto import digest
+from service.kit.crypto import digest
 from tests.conftest import SECRETS
 from tests.support.browser import APP_ORIGIN, BFF, BFF_HTTP, cookie_header, query, walk_login
 

@@ -25,9 +25,9 @@ import httpx
 import pytest
 import yaml
 
-from service.embedded import EmbeddedRedis, end_process, free_port
 from service.sandbox import Sandbox
 from service.sandbox.app import ForcedResponse
+from service.store.embedded import EmbeddedRedis, end_process, free_port
 from tests.support.browser import ADMIN_TOKEN, BFF, walk_login
 from tests.support.servers import Clock
 from tests.test_serve import admin_url, serve_env, wait_ready

@@ -20,8 +20,8 @@ import pytest
 from pydantic import ValidationError
 
 from service.config import AppConfig
-from service.crypto import Cipher, new_token, pkce_challenge
-from service.stores import CodeStore
+from service.kit.crypto import Cipher, new_token, pkce_challenge
+from service.store.stores import CodeStore
 from tests.support.browser import (
     BFF,
     NATIVE_REDIRECT,

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from service.app import client_secrets
-from service.crypto import new_token
-from service.logs.access import AccessLog
-from service.logs.formats import HumanFormatter, JsonFormatter
-from service.logs.handler import LineHandler
-from service.logs.redact import Redactor
+from service.kit.crypto import new_token
+from service.observe.logs.access import AccessLog
+from service.observe.logs.formats import HumanFormatter, JsonFormatter
+from service.observe.logs.handler import LineHandler
+from service.observe.logs.redact import Redactor
 from service.sandbox.app import ForcedResponse
 from tests.conftest import SECRETS
 from tests.support.browser import (

@@ -230,7 +230,7 @@ async def test_readyz_and_the_log_name_why_redis_fails(make_bff, private_redis, 
 
 
 async def test_a_wrong_password_is_not_a_stopped_server(make_bff):
-    from service.embedded import EmbeddedRedis
+    from service.store.embedded import EmbeddedRedis
 
     guarded = EmbeddedRedis(None, "--requirepass", "the-right-one").start()
     try:

@@ -10,8 +10,8 @@ import httpx
 import pytest
 import redis as sync_redis
 
-from service.crypto import digest
-from service.embedded import EmbeddedRedis, free_port
+from service.kit.crypto import digest
+from service.store.embedded import EmbeddedRedis, free_port
 from tests.support.browser import APP_ORIGIN, BFF, bearer_session, scrape, walk_login
 from tests.support.servers import LocalCluster, LocalSentinel
 from tests.test_observability import sample

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from service.embedded import end_process, free_port
+from service.store.embedded import end_process, free_port
 from tests.conftest import APPS, KEYS
 from tests.support.browser import ADMIN_TOKEN, walk_login
 from tests.support.servers import until

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from pydantic import BaseModel, ValidationError
 
-from ..urls import origin_of, site_of
+from ..kit.urls import origin_of, site_of
 from .settings import (
     AdminSettings,
     AppConfig,

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ..urls import origin_of, redirect_uri_problem
+from ..kit.urls import origin_of, redirect_uri_problem
 
 APP_ID = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 DEFAULT_UPSTREAM_PATHS = ("user-info/v1/users", "mobile-device-info/v1/device")

@@ -13,11 +13,11 @@ from fastapi import APIRouter, Depends, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..deps import RequestDep, Services, ServicesDep
-from ..errors import BffError
-from ..models import AdminSession, AdminSessions, RevocationRequest, RevocationResult
-from ..security import problems
-from ..session_index import Entry
+from ..contract.models import AdminSession, AdminSessions, RevocationRequest, RevocationResult
+from ..contract.security import problems
+from ..kit.errors import BffError
+from ..store.session_index import Entry
+from .deps import RequestDep, Services, ServicesDep
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=problems(401, 404, 422, 503))
 

@@ -13,15 +13,15 @@ from urllib.parse import urlencode
 from fastapi import APIRouter
 from starlette.responses import JSONResponse, Response
 
-from ..deps import AppDep, RequestDep, ServicesDep
-from ..flow import LoginStart
-from ..models import (
+from ..auth.flow import LoginStart
+from ..contract.models import (
     RevokeAllResponse,
     SessionStatus,
     StartRequest,
     StartResponse,
 )
-from ..security import PROBLEMS, PUBLIC, SIGNED_IN, SIGNED_IN_OR_NOT
+from ..contract.security import PROBLEMS, PUBLIC, SIGNED_IN, SIGNED_IN_OR_NOT
+from .deps import AppDep, RequestDep, ServicesDep
 
 router = APIRouter(tags=["api"], responses=PROBLEMS)
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from jinja2 import Environment, FileSystemLoader, Template, select_autoescape
 from starlette.responses import HTMLResponse
 
-from ..deps import ServicesDep
+from .deps import ServicesDep
 
 router = APIRouter(include_in_schema=False)
 

@@ -13,11 +13,11 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..deps import AppDep, RequestDep, ServicesDep
-from ..models import OAuthErrorBody, TokenRequest, TokenResponse, TokenRevocation
-from ..native import FORM, read_form
-from ..responses import no_store_json, redirect
-from ..security import PAGES, PUBLIC, problems
+from ..auth.native import FORM, read_form
+from ..contract.models import OAuthErrorBody, TokenRequest, TokenResponse, TokenRevocation
+from ..contract.security import PAGES, PUBLIC, problems
+from ..kit.responses import no_store_json, redirect
+from .deps import AppDep, RequestDep, ServicesDep
 
 router = APIRouter(tags=["native apps (OAuth 2.0)"])
 _OAUTH_ERROR = {

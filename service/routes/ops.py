@@ -10,11 +10,11 @@ from pathlib import Path
 from fastapi import APIRouter
 from starlette.responses import JSONResponse, Response
 
-from ..deps import ServicesDep
-from ..errors import BffError
-from ..events import event
-from ..redis import REDIS_FAILURES, failure_class
-from ..security import PUBLIC
+from ..contract.security import PUBLIC
+from ..kit.errors import BffError
+from ..observe.events import event
+from ..store.redis import REDIS_FAILURES, failure_class
+from .deps import ServicesDep
 
 router = APIRouter(tags=["ops"])
 

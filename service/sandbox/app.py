@@ -12,8 +12,8 @@ from collections import deque
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..clock import Clock
 from ..config import Settings
+from ..kit.clock import Clock
 from .model import ForcedResponse, LargeBody, Recorded
 from .routes import router
 from .state import SandboxState

@@ -22,8 +22,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from ..clock import Clock
 from ..config import Settings
+from ..kit.clock import Clock
 from .model import (
     Attempt,
     Client,

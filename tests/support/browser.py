@@ -13,7 +13,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.crypto import new_token, pkce_challenge
+from service.kit.crypto import new_token, pkce_challenge
 
 BFF = "https://bff.test"
 BFF_HTTP = "http://bff.test"

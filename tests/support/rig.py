@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from service.config import generate_key
-from service.embedded import end_process, free_port
+from service.store.embedded import end_process, free_port
 from tests.support.servers import LocalSentinel
 
 ROOT = Path(__file__).resolve().parents[2]

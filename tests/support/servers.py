@@ -18,7 +18,7 @@ import redis
 import uvicorn
 from redis.crc import key_slot
 
-from service.embedded import EmbeddedRedis, end_process, free_port, server_binary
+from service.store.embedded import EmbeddedRedis, end_process, free_port, server_binary
 
 
 def _pong(host: str, port: int) -> bool:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import CATALOG, PROBLEM_TYPE
+from ..kit.errors import CATALOG, PROBLEM_TYPE
 
 
 def _example(*examples: dict[str, Any]) -> ConfigDict:

@@ -29,18 +29,18 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from .clock import Clock
-from .config import AppConfig, Settings
-from .crypto import pkce_challenge
-from .errors import BffError
-from .events import event
+from ..config import AppConfig, Settings
+from ..contract.models import TokenRequest, TokenRevocation
+from ..contract.scope import RequestScope
+from ..kit.clock import Clock
+from ..kit.crypto import pkce_challenge
+from ..kit.errors import BffError
+from ..kit.responses import no_store_json, redirect
+from ..kit.urls import loopback, with_query
+from ..observe.events import event
+from ..store.stores import AuthCode, CodeStore, LoginState, Session, SessionStore, known
 from .flow import LoginFlow, LoginStart, NativeClient, Started
-from .models import TokenRequest, TokenRevocation
-from .request import RequestScope
-from .responses import no_store_json, redirect
 from .sessions import SessionAuth
-from .stores import AuthCode, CodeStore, LoginState, Session, SessionStore, known
-from .urls import loopback, with_query
 
 CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 STATE = re.compile(r"[\x20-\x7e]{1,512}")  # RFC 6749 Appendix A.5, bounded: it is stored

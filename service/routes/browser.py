@@ -15,12 +15,12 @@ from fastapi import APIRouter, BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..deps import AppDep, RequestDep, ServicesDep
-from ..errors import BffError
-from ..flow import START_PARAMS, LoginStart
-from ..pages import TEXTS
-from ..responses import redirect
-from ..security import PAGES, PROBLEMS, PUBLIC, SIGNED_IN_OR_NOT
+from ..auth.flow import START_PARAMS, LoginStart
+from ..contract.security import PAGES, PROBLEMS, PUBLIC, SIGNED_IN_OR_NOT
+from ..edge.pages import TEXTS
+from ..kit.errors import BffError
+from ..kit.responses import redirect
+from .deps import AppDep, RequestDep, ServicesDep
 
 _Route = TypeVar("_Route", bound=Callable[..., Any])
 router = APIRouter(tags=["browser flow"])

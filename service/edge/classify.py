@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from starlette.types import Scope
 from uvicorn.middleware.proxy_headers import _TrustedHosts  # (uvicorn's own trust rules)
 
-from .config import Settings
-from .cookies import Cookies, parse_cookies
-from .logs.redact import Redactor
-from .proxy_routes import PROXIED_ROUTES, ProxiedRoute
+from ..auth.cookies import Cookies, parse_cookies
+from ..config import Settings
+from ..contract.proxied import PROXIED_ROUTES
+from ..contract.scope import Credential, RequestScope, Surface
+from ..observe.logs.redact import Redactor
 
-SCOPE_KEY = "bff"
-Surface = Literal["page", "api", "ops", "other"]
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 # Request headers a proxied call passes on to Telenor (nothing else of the request goes).
 FORWARDED = frozenset({b"accept", b"accept-language", b"if-none-match"})
@@ -51,42 +50,6 @@ _HEADER_SLOTS = {
     )
 }
 _SCHEMES = frozenset({"http", "https"})
-
-
-class Credential(NamedTuple):
-    """What authenticates a request: a bearer session token or a session cookie, as sent."""
-
-    kind: Literal["bearer", "cookie"]
-    secret: str
-
-
-class RequestScope(NamedTuple):
-    """The facts of one request. Immutable: a step that learns more keeps it to itself. (A
-    NamedTuple: a frozen dataclass of these fields cost the proxied call 3 µs more to build.)"""
-
-    method: str
-    path: str
-    listener: Literal["public", "admin"]  # which socket it came in on
-    scheme: str  # X-Forwarded-Proto's, from a trusted proxy
-    client: str | None  # the client X-Forwarded-For names, from a trusted proxy
-    trusted_peer: bool  # the peer is one of BFF_TRUSTED_PROXIES
-    request_id: str
-    surface: Surface  # page: a browser-flow GET (errors are the page); otherwise problem+json
-    app: str | None  # the app id the path names (/api/{app}/…, /auth/{app}/…), if configured
-    named: str | None  # whatever the path names there, configured or not
-    action: str | None  # what follows the app id: "login", "user-info", "logout", …
-    guarded: bool  # under the app's CORS and CSRF rules: /api/{app}/… and its logout
-    proxied: ProxiedRoute | None  # a proxied route (the proxy answers its GETs), and
-    upstream: str | None  # the Telenor path it asks for
-    credential: Credential | None
-    binding: str | None  # the app's login-binding cookie
-    origin: str | None
-    csrf: bool  # X-CSRF: 1
-    cross_site: bool  # Sec-Fetch-Site: cross-site
-    preflight: bool  # OPTIONS with Access-Control-Request-Method
-    content_length: int | None
-    chunked: bool
-    forward: tuple[tuple[bytes, bytes], ...]  # the request headers a proxied call passes on
 
 
 def new_request_id() -> str:

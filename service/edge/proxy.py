@@ -13,13 +13,13 @@ from typing import NamedTuple
 
 import aiohttp
 
-from .config import Settings
-from .errors import BffError
-from .metrics import Metrics
-from .request import RequestScope
-from .sessions import SessionAuth
-from .telenor import BodyTooLarge, Telenor, classify, read_capped
-from .tracing import Tracing, inject
+from ..auth.sessions import SessionAuth
+from ..config import Settings
+from ..contract.scope import RequestScope
+from ..kit.errors import BffError
+from ..observe.metrics import Metrics
+from ..observe.tracing import Tracing, inject
+from ..telenor import BodyTooLarge, Telenor, classify, read_capped
 
 # Upstream response headers worth passing on. Not X-Request-ID: the client gets ours (which
 # Telenor received), set at the edge.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-from .config import AppConfig
+from ..config import AppConfig
 
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]|%(2e|2f|5c|00|09|0a|0d)", re.IGNORECASE)
 

@@ -17,8 +17,8 @@ from typing import Any
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 
-from .clock import Clock
-from .errors import BffError
+from ..kit.clock import Clock
+from ..kit.errors import BffError
 from .redis import REDIS_FAILURES, Coalescer, as_bytes, redis_errors, unavailable
 
 # GET a key; only when it exists, count one event in its window (no counters for unknown ids).

@@ -29,8 +29,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .config import Settings
-from .errors import BffError
+from ..config import Settings
+from ..kit.errors import BffError
 
 RETRY_AFTER = "2"
 # Any Redis failure: down, timeout, cluster reshuffle. (redis-py's cluster errors, such as no

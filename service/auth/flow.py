@@ -15,18 +15,18 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlencode
 
-from .clock import Clock
-from .config import AppConfig, Settings
-from .crypto import digest, new_token, pkce_challenge
-from .errors import BffError, Flow
-from .events import Events
-from .ratelimit import RateLimiter, address_bucket
-from .request import RequestScope
+from ..config import AppConfig, Settings
+from ..contract.scope import RequestScope
+from ..kit.clock import Clock
+from ..kit.crypto import digest, new_token, pkce_challenge
+from ..kit.errors import BffError, Flow
+from ..observe.events import Events
+from ..observe.tracing import NO_TRACE, Tracing
+from ..store.ratelimit import RateLimiter, address_bucket
+from ..store.session_index import SubscriberHash
+from ..store.stores import LoginState, Session, SessionStore, StateStore
+from ..telenor import Telenor, TokenError
 from .return_urls import ReturnUrlPolicy
-from .session_index import SubscriberHash
-from .stores import LoginState, Session, SessionStore, StateStore
-from .telenor import Telenor, TokenError
-from .tracing import NO_TRACE, Tracing
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # new_token(32)
 START_PARAMS = ("return_to", "mode")

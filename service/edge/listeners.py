@@ -8,9 +8,9 @@ the public port.
 
 from __future__ import annotations
 
-from .config import Settings
-from .errors import BffError
-from .request import RequestScope
+from ..config import Settings
+from ..contract.scope import RequestScope
+from ..kit.errors import BffError
 
 ADMIN_ONLY = "/admin/"
 PROBES = frozenset({"/healthz", "/readyz"})

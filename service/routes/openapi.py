@@ -14,9 +14,9 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
-from .models import Problem
-from .proxy_routes import PROXIED_ROUTES, ProxiedRoute
-from .security import SECURITY_SCHEMES, SIGNED_IN
+from ..contract.models import Problem
+from ..contract.proxied import PROXIED_ROUTES, ProxiedRoute
+from ..contract.security import SECURITY_SCHEMES, SIGNED_IN
 
 ADMIN_LISTENER = frozenset({"/metrics"})
 SERVERS = [{"url": "/", "description": "The BFF itself, at its BFF_PUBLIC_URL"}]

@@ -15,7 +15,7 @@ from typing import Literal
 
 from starlette.responses import Response
 
-from .config import Settings
+from ..config import Settings
 
 SECURE_PREFIX = "__Host-Http-"
 # RFC 6265 §4.1.1: a cookie name is an RFC 7230 token.

@@ -14,9 +14,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from .errors import BffError
-from .flow import START_PARAMS
-from .urls import with_query
+from ..auth.flow import START_PARAMS
+from ..kit.errors import BffError
+from ..kit.urls import with_query
 
 # code -> language -> (title, what happened, what it means for {app})
 TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
@@ -309,7 +309,7 @@ class Pages:
 
     def __init__(self) -> None:
         self._env = Environment(
-            loader=FileSystemLoader(Path(__file__).parent / "templates"),
+            loader=FileSystemLoader(Path(__file__).parents[1] / "templates"),
             autoescape=select_autoescape(default=True),
         )
         self._template = self._env.get_template("error.html")

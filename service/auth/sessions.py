@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from .clock import Clock
-from .config import AppConfig
-from .errors import BffError
-from .events import Events
-from .ratelimit import RateLimiter
-from .request import RequestScope
-from .stores import Session, SessionStore
-from .telenor import Telenor, TokenError
-from .tracing import NO_TRACE, REDIS_READ, Tracing
+from ..config import AppConfig
+from ..contract.scope import RequestScope
+from ..kit.clock import Clock
+from ..kit.errors import BffError
+from ..observe.events import Events
+from ..observe.tracing import NO_TRACE, REDIS_READ, Tracing
+from ..store.ratelimit import RateLimiter
+from ..store.stores import Session, SessionStore
+from ..telenor import Telenor, TokenError
 
 REFRESH_LOCK_SECONDS = 15.0
 REFRESH_POLL_SECONDS = 0.05

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .config import Settings
-from .errors import BffError
-from .request import RequestScope
+from ..config import Settings
+from ..contract.scope import RequestScope
+from ..kit.errors import BffError
 
 MAX_AGE = b"600"
 ALLOW_HEADERS = b"Content-Type, X-CSRF, X-Request-ID, Authorization, Accept, Accept-Language"

@@ -28,18 +28,19 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..contract.scope import SCOPE_KEY, RequestScope
+from ..kit.errors import BffError
+from ..observe.logs import request_id
+from ..observe.logs.access import AccessLog
+from ..observe.metrics import METHODS, Metrics
+from ..observe.tracing import Tracing, current_trace_id, parent_of
+from .classify import Classifier
 from .cors import BrowserPolicy
-from .errors import BffError
 from .limits import Admission, read_body
 from .listeners import Listeners
-from .logs import request_id
-from .logs.access import AccessLog
-from .metrics import METHODS, Metrics
 from .plain_http import PlainHttp, Redirect
 from .proxy import ApiProxy, Proxied
-from .request import SCOPE_KEY, Classifier, RequestScope
 from .respond import Responder
-from .tracing import Tracing, current_trace_id, parent_of
 
 log = logging.getLogger("line_auth_bff")
 

@@ -13,12 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .errors import BffError, problem_for
-from .events import Events
-from .native import OAuthError
+from ..auth.native import OAuthError
+from ..contract.scope import SCOPE_KEY, RequestScope
+from ..kit.errors import BffError, problem_for
+from ..observe.events import Events
+from ..observe.tracing import mark
 from .pages import Pages
-from .request import SCOPE_KEY, RequestScope
-from .tracing import mark
 
 
 class Responder:

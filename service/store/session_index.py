@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis, RedisCluster
 
-from .clock import Clock
+from ..kit.clock import Clock
 from .redis import redis_errors
 
 BATCH = 500  # entries per pipeline when revoking many

@@ -25,8 +25,8 @@ from starlette.types import Message, Receive
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .errors import CATALOG, BffError, problem_body
-from .request import RequestScope
+from ..contract.scope import RequestScope
+from ..kit.errors import CATALOG, BffError, problem_body
 
 log = logging.getLogger("line_auth_bff")
 DEFAULT_HEADER_BYTES = 32768

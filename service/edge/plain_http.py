@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from starlette.types import Scope
 
-from .config import Settings
-from .errors import BffError
-from .request import RequestScope
+from ..config import Settings
+from ..contract.scope import RequestScope
+from ..kit.errors import BffError
 
 OPS = frozenset({"/healthz", "/readyz", "/metrics"})
 ENTRY = frozenset({"login", "network"})  # the network-authentication entry's routes

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
 
-from .clock import Clock
-from .crypto import Cipher, digest, new_token
+from ..kit.clock import Clock
+from ..kit.crypto import Cipher, digest, new_token
 from .redis import as_bytes, redis_errors, unreplicated
 from .session_index import Entry, SessionIndex
 

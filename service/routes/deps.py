@@ -10,19 +10,19 @@ from fastapi import Depends
 from redis.asyncio import Redis, RedisCluster
 from starlette.requests import Request
 
-from .clock import Clock
-from .config import AppConfig, Settings
-from .cookies import Cookies
-from .errors import BffError
-from .events import Events
-from .flow import LoginFlow
-from .metrics import Metrics
-from .native import AuthorizationServer
-from .proxy import ApiProxy
-from .request import SCOPE_KEY, RequestScope
-from .respond import Responder
-from .session_index import SessionIndex, SubscriberHash
-from .sessions import SessionAuth
+from ..auth.cookies import Cookies
+from ..auth.flow import LoginFlow
+from ..auth.native import AuthorizationServer
+from ..auth.sessions import SessionAuth
+from ..config import AppConfig, Settings
+from ..contract.scope import SCOPE_KEY, RequestScope
+from ..edge.proxy import ApiProxy
+from ..edge.respond import Responder
+from ..kit.clock import Clock
+from ..kit.errors import BffError
+from ..observe.events import Events
+from ..observe.metrics import Metrics
+from ..store.session_index import SessionIndex, SubscriberHash
 
 
 @dataclass(frozen=True)
