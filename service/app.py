@@ -337,7 +337,7 @@ async def _flush_every_second(metrics: Metrics) -> None:
 
 
 class BffApp(FastAPI):
-    """FastAPI with the BFF's edge (`edge.py`) outside FastAPI's middleware stack.
+    """FastAPI with the BFF's edge (`edge/asgi.py`) outside FastAPI's middleware stack.
 
     The proxied calls are answered at the edge, so they skip the layers FastAPI puts first
     (exception telemetry, body limit), which do nothing for them: a proxied GET has no body.

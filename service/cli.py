@@ -206,7 +206,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        # uvicorn's protocol of that name, with the request head capped (service/limits.py).
+        # uvicorn's protocol of that name, with the request head capped (service/edge/limits.py).
         http=PROTOCOLS[args.http],
         h11_max_incomplete_event_size=settings.max_header_bytes,
         proxy_headers=False,  # the app applies BFF_TRUSTED_PROXIES itself

@@ -17,7 +17,6 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import KEYS
 from tests.support.browser import (
     ADMIN,
     ADMIN_TOKEN,
@@ -26,8 +25,9 @@ from tests.support.browser import (
     bearer_session,
     walk_login,
 )
+from tests.support.config import KEYS
+from tests.support.metrics import lines
 from tests.support.servers import LocalCluster, until
-from tests.test_observability import lines
 
 pytestmark = pytest.mark.usefixtures("sandbox")
 CSRF = {"X-CSRF": "1"}

@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 
 from service.store.redis import Coalescer, timed
 from tests.support.browser import BFF, scrape, walk_login
-from tests.test_observability import sample
+from tests.support.metrics import sample
 
 CSRF = {"X-CSRF": "1"}
 

@@ -9,9 +9,13 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
+from service.auth.cookies import Cookies
+from service.edge.classify import Classifier
 from service.kit.errors import CATALOG
+from service.observe.logs.redact import Redactor
 from tests.support.browser import APP_ORIGIN, BFF, BFF_HTTP, bearer_session, scrape, walk_login
-from tests.test_observability import sample
+from tests.support.config import make_settings
+from tests.support.metrics import sample
 
 pytestmark = pytest.mark.usefixtures("sandbox")
 CSRF = {"X-CSRF": "1"}
@@ -140,3 +144,55 @@ async def test_a_slot_freed_goes_to_the_request_waiting_for_it_and_a_wait_ends_i
     assert brief.in_flight == 1
     brief.leave()
     assert brief.in_flight == 0 and not brief._waiters
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "peer", "headers", "expected"),
+    [
+        ("GET", "/healthz", "10.0.0.1", {}, {}),
+        ("GET", "/healthz", "127.0.0.1", {}, {"trusted_peer"}),
+        ("GET", "/api/web/session", "10.0.0.1", {"x-csrf": "1"}, {"guarded", "csrf"}),
+        (
+            "GET",
+            "/api/web/session",
+            "10.0.0.1",
+            {"sec-fetch-site": "cross-site"},
+            {"guarded", "cross_site"},
+        ),
+        (
+            "OPTIONS",
+            "/api/web/session",
+            "10.0.0.1",
+            {"access-control-request-method": "GET"},
+            {"guarded", "preflight"},
+        ),
+        (
+            "POST",
+            "/api/web/auth/start",
+            "10.0.0.1",
+            {"transfer-encoding": "chunked"},
+            {"guarded", "chunked"},
+        ),
+    ],
+)
+def test_every_boolean_fact_of_the_request_scope_reads_back_by_name(
+    method, path, peer, headers, expected
+):
+    """The scope is built by position (bench/README.md: keywords cost the hot path); each
+    boolean fact, read by its name, is the one its header or peer set, so two swapped in the
+    build fail here."""
+    settings = make_settings("redis://127.0.0.1:1/0", "unused:", "http://unused")
+    classify = Classifier(settings, Cookies(settings), Redactor())
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "scheme": "https",
+        "client": (peer, 40000),
+        "server": ("127.0.0.1", 443),
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+    }
+    req = classify(scope)
+    booleans = ("trusted_peer", "guarded", "csrf", "cross_site", "preflight", "chunked")
+    assert {name for name in booleans if getattr(req, name)} == set(expected)
+    assert (req.method, req.path, req.client, req.scheme) == (method, path, peer, "https")

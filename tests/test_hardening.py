@@ -21,8 +21,8 @@ from redis.asyncio import Redis
 from service.kit.crypto import digest
 from service.sandbox.app import LargeBody
 from tests.support.browser import APP_ORIGIN, BFF, BFF_HTTP, query, walk_login
-from tests.test_observability import sample
-from tests.test_serve import admin_url, serve_env, start_serve, stop
+from tests.support.metrics import sample
+from tests.support.serve import admin_url, serve_env, start_serve, stop
 
 pytestmark = pytest.mark.usefixtures("sandbox")
 CSRF = {"X-CSRF": "1"}

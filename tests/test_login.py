@@ -10,8 +10,8 @@ import pytest
 from redis.asyncio import Redis
 
 from service.kit.crypto import digest
-from tests.conftest import SECRETS
 from tests.support.browser import APP_ORIGIN, BFF, BFF_HTTP, cookie_header, query, walk_login
+from tests.support.config import SECRETS
 
 pytestmark = pytest.mark.usefixtures("sandbox")
 

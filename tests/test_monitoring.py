@@ -29,8 +29,8 @@ from service.sandbox import Sandbox
 from service.sandbox.app import ForcedResponse
 from service.store.embedded import EmbeddedRedis, end_process, free_port
 from tests.support.browser import ADMIN_TOKEN, BFF, walk_login
+from tests.support.serve import admin_url, serve_env, wait_ready
 from tests.support.servers import Clock
-from tests.test_serve import admin_url, serve_env, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 MONITORING = ROOT / "deploy" / "monitoring"

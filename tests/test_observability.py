@@ -20,7 +20,6 @@ from service.observe.logs.formats import HumanFormatter, JsonFormatter
 from service.observe.logs.handler import LineHandler
 from service.observe.logs.redact import Redactor
 from service.sandbox.app import ForcedResponse
-from tests.conftest import SECRETS
 from tests.support.browser import (
     APP_ORIGIN,
     BFF,
@@ -30,22 +29,12 @@ from tests.support.browser import (
     scrape,
     walk_login,
 )
+from tests.support.config import SECRETS
+from tests.support.metrics import lines, sample
 from tests.support.servers import until
 
 CSRF = {"X-CSRF": "1"}
 pytestmark = pytest.mark.usefixtures("sandbox")
-
-
-def lines(text: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in text.splitlines()]
-
-
-def sample(metrics: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text, 0 when absent."""
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if labels else "") + r" (\S+)"
-    found = re.search(f"^{pattern}$", metrics, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 async def test_request_redis_build_and_process_metrics(bff, browser, sandbox):

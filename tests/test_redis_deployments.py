@@ -13,8 +13,8 @@ import redis as sync_redis
 from service.kit.crypto import digest
 from service.store.embedded import EmbeddedRedis, free_port
 from tests.support.browser import APP_ORIGIN, BFF, bearer_session, scrape, walk_login
+from tests.support.metrics import sample
 from tests.support.servers import LocalCluster, LocalSentinel
-from tests.test_observability import sample
 
 CSRF = {"X-CSRF": "1"}
 pytestmark = pytest.mark.usefixtures("sandbox")

@@ -4,101 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 
-from service.store.embedded import end_process, free_port
-from tests.conftest import APPS, KEYS
-from tests.support.browser import ADMIN_TOKEN, walk_login
+from tests.support.browser import walk_login
+from tests.support.serve import admin_url, refuses, serve_env, start_serve, stop, wait_ready
 from tests.support.servers import until
-
-
-def _refuses(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return False
-    except OSError:
-        return True
-
-
-def _apps_toml(path: Path) -> Path:
-    lines = []
-    for app, fields in APPS.items():
-        lines.append(f"[apps.{app}]")
-        lines += [f"{key} = {json.dumps(value)}" for key, value in fields.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def serve_env(redis_url: str, prefix: str, sandbox_url: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "BFF_ENV": "production",
-        "BFF_PUBLIC_URL": "https://bff.test",
-        "BFF_REDIS_URL": redis_url,
-        "BFF_REDIS_KEY_PREFIX": prefix,  # the sessions of the in-process BFF of the test
-        "BFF_SESSION_KEYS": KEYS,
-        "BFF_TELENOR__BASE_URL": sandbox_url,
-        "BFF_APPS_FILE": str(_apps_toml(tmp_path / "apps.toml")),
-        "BFF_TRUSTED_PROXIES": "127.0.0.1",
-        "BFF_ADMIN__ADDRESS": f"127.0.0.1:{free_port()}",
-        "BFF_ADMIN__TOKENS": f"ops:{ADMIN_TOKEN}",
-    }
-
-
-def admin_url(env: dict[str, str]) -> str:
-    """The admin listener of a `serve` started with `env`."""
-    return f"http://{env['BFF_ADMIN__ADDRESS']}"
-
-
-def start_serve(env: dict[str, str], cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *args,
-        ],
-        env=env,
-        cwd=cwd,  # no .env here
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    return proc, port
-
-
-async def wait_ready(client: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if (await client.get("/readyz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
-        await asyncio.sleep(0.05)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> str:
-    end_process(proc, 20)
-    output = proc.stdout.read().decode() if proc.stdout else ""
-    if proc.stdout:
-        proc.stdout.close()
-    return output
 
 
 async def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_cleanly(
@@ -121,7 +35,7 @@ async def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_cl
             slow = asyncio.create_task(client.get("/api/web/user-info"))
             await until(lambda: len(sandbox.calls("/user-info/v1/users")) > before)  # at Telenor
             proc.send_signal(signal.SIGTERM)
-            while not _refuses(port):  # new connections are refused while it drains
+            while not refuses(port):  # new connections are refused while it drains
                 assert not slow.done(), "the listener stayed open for the whole request"
                 await asyncio.sleep(0.01)
             response = await slow

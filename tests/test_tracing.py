@@ -15,10 +15,10 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from starlette.types import Receive, Scope, Send
 
-from tests.conftest import SECRETS
 from tests.support.browser import APP_ORIGIN, query, walk_login
+from tests.support.config import SECRETS
+from tests.support.serve import serve_env, start_serve, stop, wait_ready
 from tests.support.servers import ThreadedServer
-from tests.test_serve import serve_env, start_serve, stop, wait_ready
 
 CSRF = {"X-CSRF": "1"}
 INCOMING_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

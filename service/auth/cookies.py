@@ -57,7 +57,7 @@ class Cookies:
         return f"{SECURE_PREFIX}bff-{app}" if self._secure else f"bff-{app}"
 
     def binding_name(self, app: str) -> str:
-        """On https only this `__Host-` name counts (`request.Classifier` reads no other): a
+        """On https only this `__Host-` name counts (`edge/classify.Classifier` reads no other): a
         plain-name cookie can be planted by any host under the parent domain or by an
         injected plain-http response, and a `__Host-` one by neither."""
         return f"{SECURE_PREFIX}bff-{app}-bind" if self._secure else f"bff-{app}-bind"

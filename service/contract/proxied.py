@@ -1,5 +1,5 @@
-"""The proxied routes, declared once as data: the fast dispatch (`request.Classifier`), the
-access log's route template and the OpenAPI document (`openapi.py`) all derive from them.
+"""The proxied routes, declared once as data: the fast dispatch (`edge/classify.Classifier`), the
+access log's route template and the OpenAPI document (`routes/openapi.py`) all derive from them.
 
 They are answered at the edge, in front of FastAPI's routing: for these GETs, routing and
 dependency resolution cost as much as everything else the call does.

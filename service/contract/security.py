@@ -2,7 +2,7 @@
 security schemes, and the three requirements a route picks from), and the error responses
 routes declare (problem+json, or the browser flow's error page).
 
-A leaf: routes and the document builder (`openapi.py`) import it, and it imports neither."""
+A leaf: routes and the document builder (`routes/openapi.py`) import it, and it imports neither."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 In order, for each request:
 
-1. classify it into a `RequestScope` (`request.py`), kept in `scope["bff"]`;
+1. classify it into a `RequestScope` (`classify.py`), kept in `scope["bff"]`;
    beyond `BFF_MAX_IN_FLIGHT` requests at once in this process, a wait of at most
    `BFF_SHED_AFTER_MS` for a slot, then 503 `overloaded` (`limits.Admission`; the probes and
    the admin listener are never shed);
@@ -10,7 +10,7 @@ In order, for each request:
    rule (`plain_http.py`): pass, redirect to https, or refuse;
 3. for a guarded request, CORS and CSRF (`cors.py`): a preflight is answered here;
 4. the body limit (`limits.py`), before anything reads a body;
-5. a proxied GET (`proxy_routes.py`) is answered here by the proxy, with no framework around
+5. a proxied GET (`contract/proxied.py`) is answered here by the proxy, with no framework around
    it (the hot path); anything else goes on to FastAPI's routes.
 
 Every response gets the request id, guarded ones their CORS headers (and a 401 its

@@ -3,7 +3,7 @@
 The upstream URL is `{telenor_api}/{path}` where `path` must equal an entry of the app's
 `upstream_paths` exactly; the request contributes nothing else to the URL (no query, no host),
 so encoded traversal and host tricks have nothing to bend. Which routes are proxied is
-declared in `proxy_routes.py`.
+declared in `contract/proxied.py`.
 """
 
 from __future__ import annotations

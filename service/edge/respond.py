@@ -1,7 +1,7 @@
 """The one way out for errors: every error response of the BFF leaves through `Responder`.
 
 It picks the form: a native app's login that fails goes back to the app (RFC 6749 §4.1.2.1,
-`native.OAuthError`); otherwise the request's surface decides (the bilingual page for a
+`auth/native.OAuthError`); otherwise the request's surface decides (the bilingual page for a
 browser-flow GET, RFC 9457 problem+json for everything else). It counts the error in
 `bff_errors_total` and sends it. The edge's refusals, the routes' `BffError`s and
 `OAuthError`s, FastAPI's own 404/405/422 and unexpected exceptions all come here.

@@ -1,8 +1,8 @@
 """One error model: domain errors carry a code, a status and safe text.
 
 `CATALOG` is the one table of codes, statuses and titles. `problem_response` renders an error as
-RFC 9457 problem+json; `pages.Pages` renders the same errors as the bilingual page; which one a
-request gets, `respond.Responder` decides. Nothing here ever includes a secret.
+RFC 9457 problem+json; `edge/pages.Pages` renders the same errors as the bilingual page; which one a
+request gets, `edge/respond.Responder` decides. Nothing here ever includes a secret.
 """
 
 from __future__ import annotations

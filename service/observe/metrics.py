@@ -1,7 +1,7 @@
 """Prometheus metrics: the one place they are defined and rendered (`GET /metrics`).
 
 Every label value comes from a closed set: a configured app id, an allow-listed upstream path, an
-error code from `errors.CATALOG`, a status class. Never a user id, a raw path or a secret.
+error code from `kit/errors.CATALOG`, a status class. Never a user id, a raw path or a secret.
 
 With several uvicorn workers `serve` sets `PROMETHEUS_MULTIPROC_DIR` before the workers start, so
 each worker writes its samples to that directory and `/metrics` sums them (prometheus-client's

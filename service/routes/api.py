@@ -1,7 +1,7 @@
 """The JSON API for SPAs and mobile apps: login start, session status, sign out everywhere.
 
 Errors are problem+json. The proxied data calls (`/api/{app}/user-info`, `/device-info`,
-`/telenor/{path}`) are not routes here: the edge answers them (`proxy_routes.py`).
+`/telenor/{path}`) are not routes here: the edge answers them (`contract/proxied.py`).
 """
 
 from __future__ import annotations

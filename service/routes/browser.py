@@ -1,7 +1,7 @@
 """Browser-flow routes: login (and the network entry's hop), callback, logout, and a callback's
 error page again in the other language.
 
-Failures of the GET routes are the bilingual error page (`respond.py` picks it by the
+Failures of the GET routes are the bilingual error page (`edge/respond.py` picks it by the
 request's surface), never JSON and never a stack trace.
 """
 
@@ -100,7 +100,7 @@ async def callback(
 ) -> Response:
     """The callback registered at Telenor: check state and browser, redeem the code, sign in.
     A native app's login ends on its redirect URI either way: the code, or the error."""
-    # (A native login's failure renders as that redirect: `respond.Responder`.)
+    # (A native login's failure renders as that redirect: `edge/respond.Responder`.)
     finished = await services.flow.finish(app.id, request.query_params, req.binding, req.client)
     # (no-referrer: the callback URL carries the code; never let it leak on as a Referer.)
     response = redirect(finished.redirect_to)

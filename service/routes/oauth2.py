@@ -1,6 +1,6 @@
 """OAuth 2.0 for native apps (RFC 8252): discovery, authorize, token, revoke, per app.
 
-Thin: each route hands its request to the app's authorization server (`native.py`), which
+Thin: each route hands its request to the app's authorization server (`auth/native.py`), which
 owns the rules; an `OAuthError` renders itself (a redirect to the app, or RFC 6749 §5.2 JSON).
 """
 

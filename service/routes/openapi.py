@@ -20,7 +20,7 @@ from ..contract.security import SECURITY_SCHEMES, SIGNED_IN
 
 ADMIN_LISTENER = frozenset({"/metrics"})
 SERVERS = [{"url": "/", "description": "The BFF itself, at its BFF_PUBLIC_URL"}]
-# What a proxied call can answer besides 200: the problems of `errors.CATALOG` it can meet.
+# What a proxied call can answer besides 200: the problems of `kit/errors.CATALOG` it can meet.
 PROXIED_PROBLEMS = {
     "401": "Not signed in, the session has ended, or X-CSRF is missing with a cookie",
     "403": "An Origin that is not the app's",
