@@ -247,7 +247,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
     """Zero configuration: embedded Redis, the sandbox on port+1, the demo app, human logs."""
     from .dev import run_dev
 
-    return asyncio.run(run_dev(args.port, args.host))
+    return run_dev(
+        args.port,
+        args.host,
+        public_url=args.public_url,
+        apps_file=args.apps_file,
+        env_file=args.env_file,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -269,6 +275,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev = sub.add_parser("dev", help="run BFF + sandbox + demo with zero configuration")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument(
+        "--public-url",
+        help="the origin browsers and phones use, e.g. http://10.0.2.2:8000 for an Android "
+        "emulator (default BFF_PUBLIC_URL, else http://localhost:PORT)",
+    )
+    dev.add_argument("--apps-file", help="apps of your own beside demo (TOML, as BFF_APPS_FILE)")
+    dev.add_argument(
+        "--env-file", help="read settings from this file (dev reads no .env unless told)"
+    )
     dev.set_defaults(func=cmd_dev)
 
     sandbox = sub.add_parser("sandbox", help="run the Telenor sandbox alone")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,7 +24,8 @@ from service.app import create_app
 from service.dev import dev_settings
 from service.sandbox import Sandbox
 from tests.support.chromium import ARTIFACTS, CHROMIUM, FLAGS, ROOT
-from tests.support.servers import ThreadedServer, free_port, until
+from tests.support.dev import adjacent_ports
+from tests.support.servers import ThreadedServer, until
 
 if not Path(CHROMIUM).exists():  # scripts/test installs it; a bare `pytest` may not have it
     pytest.skip(
@@ -41,22 +41,9 @@ class Dev:
     sandbox: Sandbox
 
 
-def _adjacent_ports() -> int:
-    """A port whose successor is free too (`dev` puts the sandbox on port + 1)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two adjacent free ports")
-
-
 @pytest.fixture(scope="module")
 def dev(redis_url: str) -> Iterator[Dev]:
-    port = _adjacent_ports()
+    port = adjacent_ports(2)
     prefix = f"browser:{uuid.uuid4().hex[:8]}:"
     settings = dev_settings(port, redis_url).model_copy(update={"redis_key_prefix": prefix})
     sandbox = Sandbox(settings)

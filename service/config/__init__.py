@@ -6,7 +6,7 @@ service does and finds every problem (`load_settings`, `config_problems`).
 
 from __future__ import annotations
 
-from .checks import Problem, config_problems, load_settings
+from .checks import Problem, config_problems, load_settings, peek
 from .settings import (
     AdminSettings,
     AppConfig,
@@ -14,6 +14,7 @@ from .settings import (
     Settings,
     TelenorSettings,
     generate_key,
+    layered,
 )
 
 __all__ = [
@@ -25,5 +26,7 @@ __all__ = [
     "TelenorSettings",
     "config_problems",
     "generate_key",
+    "layered",
     "load_settings",
+    "peek",
 ]

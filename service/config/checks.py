@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -58,30 +59,48 @@ class Problem:
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+    environ: Mapping[str, str] | None = None,
+    env_file: str | Path | None = ".env",
+    *,
+    settings_cls: type[Settings] = Settings,
+    defaults: Mapping[str, Any] | None = None,
+    strict_names: bool | None = None,
 ) -> tuple[Settings | None, list[Problem]]:
     """The settings the service would run with (None when they cannot be built) and every
-    problem found in them."""
+    problem found in them.
+
+    `settings_cls` and `defaults` are how `dev` reads the same sources with its own defaults
+    underneath; `strict_names` makes an unknown name fatal (by default it is in production)."""
     environ = os.environ if environ is None else environ
     dotenv: dict[str, str | None] = {}
     if env_file is not None and Path(env_file).is_file():
         dotenv = dotenv_values(env_file)
     names = {name.upper(): name for name in (*dotenv, *environ) if name.upper().startswith(PREFIX)}
-    production = _env_of(environ, dotenv) != "development"
+    strict = _env_of(environ, dotenv) != "development" if strict_names is None else strict_names
     problems = [
-        Problem(f"{name}: unknown setting{_suggestion(name)}", production)
+        Problem(f"{name}: unknown setting{_suggestion(name)}", strict)
         for name in sorted(names)
         if not _known(name)
     ]
     try:
-        settings = Settings(_env_file=env_file)
+        settings = settings_cls(_env_file=env_file, **(defaults or {}))
     except ValidationError as exc:
         return None, [*problems, *_validation_problems(exc)]
     except ValueError as exc:  # BFF_APPS_FILE unreadable
         return None, [*problems, Problem(str(exc), True)]
     if settings.apps_file is not None:
-        problems += _apps_file_problems(settings.apps_file, production)
+        problems += _apps_file_problems(settings.apps_file, strict)
     return settings, [*problems, *config_problems(settings)]
+
+
+def peek(name: str, environ: Mapping[str, str], env_file: str | Path | None) -> str | None:
+    """One setting's raw value as the sources give it (the environment, then the env file),
+    before the settings are read."""
+    if name in environ:
+        return environ[name]
+    if env_file is not None and Path(env_file).is_file():
+        return dotenv_values(env_file).get(name)
+    return None
 
 
 def _env_of(environ: Mapping[str, str], dotenv: Mapping[str, str | None]) -> str:

@@ -8,12 +8,19 @@ import json
 import re
 import secrets
 import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from ..kit.urls import origin_of, redirect_uri_problem
 
@@ -242,23 +249,37 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _merge_apps_file(cls, data: Any) -> Any:
-        """Apps from `BFF_APPS_FILE` (TOML, `[apps.<id>]` tables) under env values: env wins."""
+        """Apps from `BFF_APPS_FILE` (TOML, `[apps.<id>]` tables) under env values: env wins;
+        then each app's `app_defaults` under both."""
         if not isinstance(data, dict):
             return data
+        apps = _tables(data.get("apps"))
         path = data.get("apps_file")
-        if not path:
+        if path:
+            try:
+                with open(path, "rb") as fh:
+                    document = tomllib.load(fh)
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ValueError(f"BFF_APPS_FILE {path}: {exc}") from exc
+            merged = _tables(document.get("apps"))
+            for app, fields in apps.items():
+                below = merged.get(app, {})
+                both = isinstance(below, dict) and isinstance(fields, dict)
+                merged[app] = {**below, **fields} if both else fields
+            apps = merged
+        if not apps:
             return data
-        try:
-            with open(path, "rb") as fh:
-                document = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"BFF_APPS_FILE {path}: {exc}") from exc
-        merged: dict[str, dict[str, Any]] = {
-            str(app).lower(): dict(fields) for app, fields in document.get("apps", {}).items()
+        filled = {
+            app: {**cls.app_defaults(app), **fields} if isinstance(fields, dict) else fields
+            for app, fields in apps.items()
         }
-        for app, fields in (data.get("apps") or {}).items():
-            merged.setdefault(str(app).lower(), {}).update(fields)
-        return {**data, "apps": merged}
+        return {**data, "apps": filled}
+
+    @classmethod
+    def app_defaults(cls, app_id: str) -> dict[str, Any]:
+        """Values an app gets when neither the environment nor the apps file gives them: none
+        here (`dev` gives its apps a sandbox client)."""
+        return {}
 
     @field_validator("apps")
     @classmethod
@@ -303,6 +324,41 @@ class Settings(BaseSettings):
     def keys(self) -> list[bytes]:
         """The session encryption keys, first one encrypting (validated in `config_problems`)."""
         return parse_keys(self.session_keys)
+
+
+def layered(
+    forced: Mapping[str, Any], app_defaults: Callable[[str], dict[str, Any]]
+) -> type[Settings]:
+    """`Settings` whose init values lie beneath the environment and the env file (defaults
+    that one variable can change a field of), with `forced` above them, and `app_defaults`
+    filling what no source gives an app. How `dev` layers its zero configuration."""
+
+    class Layered(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            above = InitSettingsSource(settings_cls, dict(forced))
+            return above, env_settings, dotenv_settings, file_secret_settings, init_settings
+
+        @classmethod
+        def app_defaults(cls, app_id: str) -> dict[str, Any]:
+            return app_defaults(app_id)
+
+    return Layered
+
+
+def _tables(value: Any) -> dict[str, Any]:
+    """`{app id: fields}` from the environment or a TOML document, ids lower-cased; what is not
+    a table is left to validation."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(k).lower(): dict(v) if isinstance(v, dict) else v for k, v in value.items()}
 
 
 def parse_keys(raw: SecretStr | None) -> list[bytes]:
