@@ -29,7 +29,7 @@ from tests.support.browser import (
     scrape,
     walk_login,
 )
-from tests.support.config import SECRETS
+from tests.support.config import APPS, SECRETS
 from tests.support.metrics import lines, sample
 from tests.support.servers import until
 
@@ -444,3 +444,54 @@ async def test_the_access_line_is_written_when_the_response_is_complete(
     ]
     assert len(access) == 1 and access[0]["status"] == 204
     assert access[0]["duration_ms"] < 900  # the background call alone took 1000
+
+
+# The sandbox's `other` client, its SPA moved to a site of its own.
+SPA = {**APPS["other"], "allowed_origins": ["https://spa.example.org"]}
+SPA["return_urls"] = ["https://spa.example.org/"]
+
+
+def _warnings(log: str, message: str) -> list[dict[str, object]]:
+    return [r for r in lines(log) if r["msg"] == message]
+
+
+async def test_a_cookie_login_back_to_another_site_warns_once_naming_both_sites(
+    make_bff, log_output
+):
+    """The login completes, then the page's calls carry no cookie (third-party cookies are
+    blocked) and /session says signed out forever: the log says why, once, not per login."""
+
+    async with make_bff(apps={**APPS, "other": SPA}) as bff, bff.browser() as browser:
+        await walk_login(browser, return_to=f"{APP_ORIGIN}/done")  # same site: no warning
+        assert _warnings(log_output(), "cookie login returned to another site") == []
+        for _ in range(2):
+            walk = await walk_login(browser, "other", return_to="https://spa.example.org/")
+            assert walk.final is not None and walk.final.status_code == 302
+    [warning] = _warnings(log_output(), "cookie login returned to another site")
+    assert warning["app"] == "other" and warning["level"] == "warning"
+    assert warning["bff_site"] == "https://bff.test"
+    assert warning["page_site"] == "https://example.org"
+    assert "README: Integrating a single-page app" in str(warning["hint"])
+
+
+async def test_a_cors_refusal_names_the_origin_and_the_app_once(browser, log_output):
+    """A call from an origin not on the app's list is answered without CORS headers (the page
+    sees a bare TypeError), and a preflight from it refused: each is logged with the origin and
+    the app, once per origin, however often the page retries."""
+    evil = "https://evil.example"
+    for _ in range(3):
+        answer = await browser.get(f"{BFF}/api/web/session", headers={"Origin": evil})
+        assert "access-control-allow-origin" not in answer.headers
+        preflight = await browser.options(
+            f"{BFF}/api/web/user-info",
+            headers={"Origin": evil, "Access-Control-Request-Method": "GET"},
+        )
+        assert preflight.status_code == 403
+    refused = _warnings(log_output(), "request refused")
+    assert [(r["app"], r["reason"], r["origin"]) for r in refused] == [
+        ("web", "cors_origin", evil),
+        ("web", "preflight_origin", evil),
+    ]
+    assert all("BFF_APPS__WEB__ALLOWED_ORIGINS" in str(r["hint"]) for r in refused), [
+        r["hint"] for r in refused
+    ]

@@ -13,13 +13,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from ..config import AppConfig, Settings
 from ..contract.scope import RequestScope
 from ..kit.clock import Clock
 from ..kit.crypto import digest, new_token, pkce_challenge
 from ..kit.errors import BffError, Flow
+from ..kit.urls import schemeful_site
 from ..observe.events import Events
 from ..observe.tracing import NO_TRACE, Tracing
 from ..store.ratelimit import RateLimiter, address_bucket
@@ -300,7 +301,18 @@ class LoginFlow:
             session_ref=finished.session.ref or None,
             client=client,
         )
+        if finished.session_id is not None:  # a cookie login
+            self._cross_site(app_id, finished.redirect_to)
         return finished
+
+    def _cross_site(self, app_id: str, page: str) -> None:
+        """Warn when the page a cookie login returns to is on another site than the BFF: its
+        calls will carry no session cookie (browsers block third-party cookies)."""
+        bff = self._settings.public_url
+        if urlsplit(page).scheme in ("http", "https") and schemeful_site(page) != schemeful_site(
+            bff
+        ):
+            self._events.cross_site_login(app_id, schemeful_site(bff), schemeful_site(page))
 
     async def _finish(
         self, app_id: str, cfg: AppConfig, params: Mapping[str, str], bindings: tuple[str, ...]

@@ -33,7 +33,9 @@ _VARY: Headers = [(b"vary", b"Origin")]
 class BrowserPolicy:
     """The CORS and CSRF rules of every app, built from the settings once."""
 
-    def __init__(self, settings: Settings, *, on_reject: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, settings: Settings, *, on_reject: Callable[[str, str, str | None], None]
+    ) -> None:
         self._origins = {app: frozenset(cfg.allowed_origins) for app, cfg in settings.apps.items()}
         self._on_reject = on_reject
         # The CORS headers of each (app, allowed origin), built once.
@@ -76,13 +78,15 @@ class BrowserPolicy:
     def check(self, req: RequestScope) -> None:
         """Raise the refusal of a request these rules do not let through."""
         credential = req.credential
-        if credential is not None and credential.kind == "bearer":
-            return
-        cookie = credential is not None
+        bearer = credential is not None and credential.kind == "bearer"
+        cookie = credential is not None and not bearer
         # Logout acts on the browser's session whether or not a cookie comes with it (it
-        # clears the cookie): a cross-site one is refused even without.
-        ambient = req.action in AMBIENT_ACTIONS and req.method not in SAFE_METHODS
+        # clears the cookie): a cross-site one is refused even without. A bearer request
+        # carries no ambient authority.
+        ambient = not bearer and req.action in AMBIENT_ACTIONS and req.method not in SAFE_METHODS
         if not (cookie or ambient):
+            if req.origin is not None and not self.allowed(req):
+                self._reject(req, "cors_origin")  # answered, but the page may not read it
             return
         if (req.origin is not None and not self.allowed(req)) or (
             ambient and req.cross_site and req.origin is None
@@ -95,4 +99,4 @@ class BrowserPolicy:
             raise BffError("csrf_header_missing")
 
     def _reject(self, req: RequestScope, reason: str) -> None:
-        self._on_reject(req.app or "", reason)
+        self._on_reject(req.app or "", reason, req.origin)

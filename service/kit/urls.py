@@ -32,6 +32,11 @@ def site_of(url: str) -> str:
     return ".".join(host.split(".")[-2:])
 
 
+def schemeful_site(url: str) -> str:
+    """`scheme://site`: what browsers compare to call a request same-site (SameSite cookies)."""
+    return f"{urlsplit(url).scheme}://{site_of(url)}"
+
+
 def loopback(uri: str) -> tuple[str, str] | None:
     """(host, path and query) of an `http://127.0.0.1[:port]/…` or `http://[::1]…` URI."""
     match = _LOOPBACK.fullmatch(uri)

@@ -7,11 +7,13 @@ are safe as metric labels and in logs.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from .metrics import Metrics
 
 log = logging.getLogger("line_auth_bff")
+LOG_EVERY = 10.0  # seconds between two lines of one kind, from one `NowAndThen`
 
 
 def event(message: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -19,11 +21,31 @@ def event(message: str, level: int = logging.INFO, **fields: Any) -> None:
     log.log(level, message, extra={"fields": fields})
 
 
+class NowAndThen:
+    """Log lines of one kind (`key`) at most once every `LOG_EVERY` seconds: what a client can
+    cause on every request must not flood the log. Keys are bounded (a client may vary them)."""
+
+    MAX_KEYS = 1024
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def __call__(self, key: str, message: str, level: int, **fields: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -LOG_EVERY) < LOG_EVERY:
+            return
+        if len(self._last) >= self.MAX_KEYS:
+            self._last.clear()
+        self._last[key] = now
+        event(message, level, **fields)
+
+
 class Events:
     """Records auth and security events."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._now_and_then = NowAndThen()
 
     def login_started(self, app: str, mode: str) -> None:
         self.metrics.login_started.labels(app, mode).inc()
@@ -129,9 +151,38 @@ class Events:
             client=client,
         )
 
-    def rejected(self, app: str, reason: str) -> None:
+    def rejected(self, app: str, reason: str, origin: str | None = None) -> None:
+        """A browser request the CORS and CSRF rules refused, or answered without CORS headers
+        (`cors_origin`: the page's script cannot read it); logged once every `LOG_EVERY` s per
+        app, reason and origin, with what to change."""
         self.metrics.browser_rejections.labels(app, reason).inc()
-        event("request refused", logging.WARNING, app=app, reason=reason)
+        fields: dict[str, Any] = {"app": app, "reason": reason}
+        if origin is not None:
+            fields["origin"] = origin[:100]
+            fields["hint"] = (
+                f"{origin[:100]} is not in BFF_APPS__{app.upper()}__ALLOWED_ORIGINS; the browser "
+                "hides this answer from the page (a TypeError in fetch)"
+            )
+        self._now_and_then(
+            f"rejected:{app}:{reason}:{origin}", "request refused", logging.WARNING, **fields
+        )
+
+    def cross_site_login(self, app: str, bff_site: str, page_site: str) -> None:
+        """A cookie login finished to a page on another site than the BFF: the browser will
+        not send the session cookie with the page's calls (third-party cookies)."""
+        self._now_and_then(
+            f"cross-site:{app}:{page_site}",
+            "cookie login returned to another site",
+            logging.WARNING,
+            app=app,
+            bff_site=bff_site,
+            page_site=page_site,
+            hint=(
+                "the page's calls will carry no session cookie and /session will say signed "
+                "out; serve the page and the BFF on one site (README: Integrating a "
+                "single-page app, same-site)"
+            ),
+        )
 
     def rate_limited(self, kind: str) -> None:
         self.metrics.rate_limited.labels(kind).inc()

@@ -31,14 +31,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import Settings
 from ..kit.errors import BffError
+from ..observe.events import NowAndThen
 
 RETRY_AFTER = "2"
 # Any Redis failure: down, timeout, cluster reshuffle. (redis-py's cluster errors, such as no
 # node reachable or a slot no node serves, are not RedisErrors.)
 REDIS_FAILURES = (TimeoutError, RedisError, RedisClusterException, OSError)
-LOG_EVERY = 10.0  # seconds between two log lines of one failure class, per process
-log = logging.getLogger("line_auth_bff")
-_logged: dict[str, float] = {}
+# One line of one failure class at most every LOG_EVERY seconds, per process.
+_now_and_then = NowAndThen()
 
 
 def failure_class(exc: BaseException) -> str:
@@ -71,20 +71,12 @@ def failure_class(exc: BaseException) -> str:
     return "unavailable"
 
 
-def _now_and_then(what: str, level: int, message: str, **fields: object) -> None:
-    """A log line of one kind at most once every `LOG_EVERY` seconds per process."""
-    now = time.monotonic()
-    if now - _logged.get(what, -LOG_EVERY) >= LOG_EVERY:
-        _logged[what] = now
-        log.log(level, message, extra={"fields": fields})
-
-
 def unavailable(exc: BaseException | None = None) -> BffError:
     """The 503 a request gets when Redis fails; the cause is logged by class (at most once
     every `LOG_EVERY` seconds per class)."""
     if exc is not None:
         cause = failure_class(exc)
-        _now_and_then(cause, logging.ERROR, "redis failed", cause=cause, error=type(exc).__name__)
+        _now_and_then(cause, "redis failed", logging.ERROR, cause=cause, error=type(exc).__name__)
     return BffError("store_unavailable", "Try again shortly.", headers={"Retry-After": RETRY_AFTER})
 
 
@@ -102,8 +94,8 @@ def unreplicated(acknowledged: int, wanted: int) -> None:
     it stands (the login goes on), but a failover now could lose it."""
     _now_and_then(
         "unreplicated",
-        logging.WARNING,
         "session write not replicated in time",
+        logging.WARNING,
         acknowledged=acknowledged,
         wanted=wanted,
     )

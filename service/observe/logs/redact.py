@@ -29,6 +29,7 @@ _NAMED = re.compile(
 _NAME_HINTS = ("bearer", "basic", "cookie", *_SENSITIVE_PARAMS.split("|"))
 # Anything shaped like a random token: 24+ base64url characters, not all lower-case.
 _BLOB = re.compile(r"[A-Za-z0-9_-]{24,}")
+_SETTING = re.compile(r"BFF_[A-Z0-9_]+")
 
 
 class Redactor:
@@ -60,4 +61,6 @@ def _replace_blob(match: re.Match[str]) -> str:
     blob = match.group(0)
     if _UUID.match(blob) or not any(c.isdigit() or c.isupper() for c in blob):
         return blob  # a request id or a snake_case identifier
+    if _SETTING.fullmatch(blob):
+        return blob  # a setting's name, in a hint that says what to change
     return "[redacted]"
